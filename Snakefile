@@ -1,0 +1,39 @@
+# blindlca: blind localization and clustering of anomalies in textures (Ardelean & Weyrich, CVPRW 2024).
+# DAG: dataset -> features -> VAE -> residuals -> anomaly maps -> contrastive head -> descriptors
+#      -> clustering -> metrics. See README.md for the contract and ../METHOD.md-derived config.
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/dataset.smk"
+include: "rules/features.smk"
+include: "rules/vae.smk"
+include: "rules/anomaly_maps.smk"
+include: "rules/contrastive.smk"
+include: "rules/descriptors.smk"
+include: "rules/clustering.smk"
+include: "rules/metrics.smk"
+
+
+wildcard_constraints:
+    dataset=re.escape(DATASET),
+    category=r"[A-Za-z0-9_.-]+",
+    method=r"[A-Za-z0-9_]+",
+    source="|".join(ALPHA_SOURCES),
+    file=r"[A-Za-z0-9_.-]+\.pth",
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

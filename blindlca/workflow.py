@@ -1,0 +1,63 @@
+"""Glue between a step function and its two callers: a Snakemake `script:` rule and the command line.
+
+A script defines `main(*, <inputs>, <outputs>, <params>)` with keyword-only arguments named like the
+rule's named input, output and params, and ends with `run(main, globals())`. Under Snakemake the
+arguments come from the rule and everything printed goes to the rule's log; from a shell,
+`python scripts/<step>.py --help` lists the same arguments (values are JSON, or plain strings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from blindlca.runlog import log_to
+
+
+def _named(items: Any) -> dict[str, Any]:
+    return {k: v for k, v in items.items()}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def run(main: Callable[..., None], namespace: dict[str, Any]) -> None:
+    """Call `main` with the arguments of the Snakemake job in `namespace`, or from `sys.argv`."""
+    smk = namespace.get("snakemake")
+    if smk is not None:
+        kwargs = {**_named(smk.input), **_named(smk.output), **_named(smk.params)}
+        kwargs.pop("code", None)  # the rules' code-version param only triggers reruns
+        torch.set_num_threads(max(1, int(smk.threads)))
+        with log_to(smk.log[0] if len(smk.log) else None):
+            main(**kwargs)
+        return
+    params = inspect.signature(main).parameters
+    parser = argparse.ArgumentParser(
+        prog=namespace.get("__file__", "step"),
+        description=inspect.getdoc(sys.modules[main.__module__]) or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for name, p in params.items():
+        required = p.default is inspect.Parameter.empty
+        parser.add_argument(
+            f"--{name}",
+            type=_parse_value,
+            required=required,
+            default=None if required else p.default,
+            help="JSON value or plain string" + ("" if required else f" (default {p.default!r})"),
+        )
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    args = vars(parser.parse_args())
+    torch.set_num_threads(args.pop("threads"))
+    with log_to(None):
+        main(**args)

@@ -1,0 +1,46 @@
+"""Train the contrastive projection head of one category (method `ours`).
+
+Inputs:  features (N, C, h, w), alpha (N, h, w), index (for K when n_clusters = labels)
+Outputs: head     torch file {state_dict, config, summary}
+Params:  contrastive (METHOD.md step 5), descriptor (step 4), n_clusters, seed, device
+"""
+
+import logging
+
+import torch
+
+from blindlca.clustering import number_of_clusters
+from blindlca.contrastive import train_head
+from blindlca.data import read_index
+from blindlca.descriptors import descriptors_of
+from blindlca.device import resolve_device
+from blindlca.io import atomic_path, load_array
+from blindlca.workflow import run
+
+
+def main(
+    *,
+    features: str,
+    alpha: str,
+    index: str,
+    head: str,
+    contrastive: dict,
+    descriptor: dict,
+    n_clusters: str | int,
+    seed: int,
+    device: str,
+) -> None:
+    log = logging.getLogger("blindlca")
+    dev = resolve_device(device)
+    feats, maps = load_array(features, mmap=True), load_array(alpha)
+    k = number_of_clusters(n_clusters, [r.cls for r in read_index(index)])
+    raw = descriptors_of(feats, maps, device=dev, **descriptor)  # neighbours come from raw features
+    net, summary = train_head(
+        feats, maps, raw, n_clusters=k, **contrastive, seed=seed, device=dev, log=log.info
+    )
+    config = {"channels": feats.shape[1], "hidden": contrastive["hidden"], "d_out": contrastive["d_out"]}
+    with atomic_path(head, suffix=".pt") as tmp:
+        torch.save({"state_dict": net.cpu().state_dict(), "config": config, "summary": summary}, tmp)
+
+
+run(main, globals())

@@ -1,0 +1,27 @@
+"""Train the per-category feature VAE on min-max scaled backbone features.
+
+Inputs:  features (N, C, h, w)
+Outputs: model    torch file {state_dict, config, history}
+Params:  vae (hidden, latent, lr, weight_decay, batch_size, samples, kl_weight), seed, device
+"""
+
+import logging
+
+import torch
+
+from blindlca.device import resolve_device
+from blindlca.io import atomic_path, load_array
+from blindlca.vae import train_vae
+from blindlca.workflow import run
+
+
+def main(*, features: str, model: str, vae: dict, seed: int, device: str) -> None:
+    log = logging.getLogger("blindlca")
+    feats = load_array(features, mmap=True)
+    net, history = train_vae(feats, **vae, seed=seed, device=resolve_device(device), log=log.info)
+    config = {"channels": feats.shape[1], "hidden": vae["hidden"], "latent": vae["latent"]}
+    with atomic_path(model, suffix=".pt") as tmp:
+        torch.save({"state_dict": net.cpu().state_dict(), "config": config, "history": history}, tmp)
+
+
+run(main, globals())

@@ -1,0 +1,176 @@
+"""Tests for blindlca.data on a tiny MVTec-layout tree written to tmp_path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blindlca.data import (
+    ImageRecord,
+    index_category,
+    list_categories,
+    load_mask,
+    load_rgb,
+    read_index,
+    write_index,
+)
+
+
+def _png(path, value=0, size=(4, 3)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", size, value).save(path)
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = tmp_path / "data"
+    t = r / "carpet" / "test"
+    gt = r / "carpet" / "ground_truth"
+    # Created out of order on purpose.
+    _png(t / "good" / "001.png")
+    _png(t / "good" / "000.png")
+    _png(t / "good" / "002.JPG")  # extensions are matched case-insensitively (PNG data, name decides)
+    (t / "good" / "notes.txt").write_text("not an image")
+    (t / "good" / ".DS_Store").write_bytes(b"\0")
+    _png(gt / "good" / "000_mask.png", 255)  # a mask for `good` is never used
+    _png(t / "hole" / "001.png")
+    _png(t / "hole" / "000.png")
+    _png(gt / "hole" / "000_mask.png", 255)  # 001 has no mask file
+    _png(t / "cut" / "000.tif")
+    _png(gt / "cut" / "000_mask.png", 255)
+    _png(t / "combined" / "000.png")
+    _png(gt / "combined" / "000_mask.png", 255)
+    (t / "readme.md").write_text("a file, not a class folder")
+    # Another category, a folder that is not one, and a stray file.
+    _png(r / "wood" / "test" / "good" / "000.png")
+    (r / "license_files").mkdir()
+    (r / "readme.txt").write_text("x")
+    return r
+
+
+def test_index_category_sorted_with_masks(root):
+    records = index_category(root, "carpet")
+    assert records == [
+        ImageRecord("carpet/test/cut/000.tif", "cut", "carpet/ground_truth/cut/000_mask.png"),
+        ImageRecord("carpet/test/good/000.png", "good", ""),
+        ImageRecord("carpet/test/good/001.png", "good", ""),
+        ImageRecord("carpet/test/good/002.JPG", "good", ""),
+        ImageRecord("carpet/test/hole/000.png", "hole", "carpet/ground_truth/hole/000_mask.png"),
+        ImageRecord("carpet/test/hole/001.png", "hole", ""),
+    ]
+    # Paths are relative to the root and resolve there.
+    for r in records:
+        assert (root / r.image).is_file()
+        assert r.mask == "" or (root / r.mask).is_file()
+
+
+def test_index_category_exclude_classes(root):
+    records = index_category(root, "carpet", exclude_classes=())
+    assert [r.cls for r in records] == ["combined", "cut", "good", "good", "good", "hole", "hole"]
+    assert records[0] == ImageRecord(
+        "carpet/test/combined/000.png", "combined", "carpet/ground_truth/combined/000_mask.png"
+    )
+    records = index_category(root, "carpet", exclude_classes=("combined", "good"))
+    assert [r.cls for r in records] == ["cut", "hole", "hole"]
+
+
+def test_index_category_missing_folder_names_the_path(root):
+    with pytest.raises(FileNotFoundError) as err:
+        index_category(root, "tile")
+    assert str(root / "tile" / "test") in str(err.value)
+
+
+def test_index_category_without_images_names_the_path(tmp_path):
+    test = tmp_path / "cat" / "test"
+    (test / "good").mkdir(parents=True)
+    (test / "good" / "a.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="no images") as err:
+        index_category(tmp_path, "cat")
+    assert str(test) in str(err.value)
+    # Only an excluded class: also no images.
+    _png(test / "combined" / "000.png")
+    with pytest.raises(FileNotFoundError, match="no images"):
+        index_category(tmp_path, "cat")
+
+
+def test_list_categories(root):
+    assert list_categories(root) == ["carpet", "wood"]
+    assert list_categories(str(root)) == ["carpet", "wood"]
+
+
+def test_list_categories_errors_name_the_path(tmp_path):
+    missing = tmp_path / "nothing"
+    with pytest.raises(FileNotFoundError) as err:
+        list_categories(missing)
+    assert str(missing) in str(err.value)
+    (tmp_path / "empty" / "x").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no category") as err:
+        list_categories(tmp_path / "empty")
+    assert str(tmp_path / "empty") in str(err.value)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileNotFoundError):
+        list_categories(tmp_path / "afile")
+
+
+def test_index_round_trip(root, tmp_path):
+    records = index_category(root, "carpet", exclude_classes=())
+    path = tmp_path / "out" / "index.csv"
+    write_index(path, records)
+    assert read_index(path) == records
+    lines = path.read_text().splitlines()
+    assert lines[0] == "image,class,mask"
+    assert lines[2] == "carpet/test/cut/000.tif,cut,carpet/ground_truth/cut/000_mask.png"
+    assert lines[3] == "carpet/test/good/000.png,good,"
+
+
+def test_index_round_trip_with_awkward_names(tmp_path):
+    records = [ImageRecord("a dir/x,1.png", 'odd "class"', ""), ImageRecord("b.png", "good")]
+    write_index(tmp_path / "i.csv", records)
+    assert read_index(tmp_path / "i.csv") == records
+
+
+def test_load_rgb_grey(tmp_path):
+    grey = np.array([[0, 10, 200], [255, 7, 99]], dtype=np.uint8)
+    Image.fromarray(grey, mode="L").save(tmp_path / "g.png")
+    got = load_rgb(tmp_path / "g.png")
+    assert got.shape == (2, 3, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.repeat(grey[..., None], 3, axis=2))
+
+
+def test_load_rgb_rgba_drops_alpha(tmp_path):
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2] = [[1, 2], [3, 4]], 50, 250
+    rgba[..., 3] = [[0, 255], [128, 7]]
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    got = load_rgb(tmp_path / "a.png")
+    assert got.shape == (2, 2, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, rgba[..., :3])
+
+
+def test_load_rgb_palette(tmp_path):
+    im = Image.new("P", (3, 1))
+    im.putpalette([10, 20, 30, 200, 100, 0] + [0] * (256 * 3 - 6))
+    im.putdata([0, 1, 1])
+    im.save(tmp_path / "p.png")
+    got = load_rgb(tmp_path / "p.png")
+    np.testing.assert_array_equal(
+        got, np.array([[[10, 20, 30], [200, 100, 0], [200, 100, 0]]], dtype=np.uint8)
+    )
+
+
+def test_load_rgb_rgb_unchanged(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 4, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    np.testing.assert_array_equal(load_rgb(tmp_path / "c.png"), rgb)
+
+
+def test_load_mask(tmp_path):
+    m = np.array([[0, 1, 255], [0, 0, 128]], dtype=np.uint8)
+    Image.fromarray(m, mode="L").save(tmp_path / "m.png")
+    got = load_mask(tmp_path / "m.png")
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, [[False, True, True], [False, False, True]])
+    # A 1-bit mask.
+    Image.fromarray(m > 0).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "b.png"), m > 0)

@@ -1,0 +1,216 @@
+"""Real snakemake runs of the whole workflow on a tiny synthetic config."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import http.server
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import yaml
+from PIL import Image
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+# Two categories of 10 images (4 good, 3 scratch, 3 hole) at 128 px; VAE and head shrunk for speed.
+TINY = {
+    "backbone_weights": "random",
+    "methods": ["ours", "mean_pool"],
+    "synthetic": {
+        "families": ["woven", "tiled"],
+        "defects": ["scratch", "hole"],
+        "image_size": 128,
+        "n_good": 4,
+        "n_per_defect": 3,
+    },
+    "backbone": {"image_size": 128},
+    "vae": {"samples": 40, "hidden": 64, "latent": 16},
+    "contrastive": {"epochs": 1, "d_out": 32},
+}
+CATEGORIES = ("woven", "tiled")
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True):
+    cfg = workdir / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(config or TINY))
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(cfg), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("run")
+    snakemake(workdir)
+    return workdir
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def best_matching_f1(classes: list[str], clusters: list[int]) -> float:
+    """Independent micro F1: the best of all one-to-one cluster -> class assignments (K = classes)."""
+    names, ks = sorted(set(classes)), sorted(set(clusters))
+    best = 0
+    for perm in itertools.permutations(names, len(ks)):
+        mapping = dict(zip(ks, perm, strict=True))
+        best = max(best, sum(mapping[k] == c for k, c in zip(clusters, classes, strict=True)))
+    return best / len(classes)
+
+
+def test_metrics_json_matches_clusters(run_dir):
+    for method in ("ours", "mean_pool"):
+        metrics = json.loads((run_dir / f"results/synthetic/{method}/metrics.json").read_text())
+        assert set(metrics) == {*CATEGORIES, "mean"}
+        for cat in CATEGORIES:
+            rows = read_rows(run_dir / f"results/synthetic/{method}/clusters/{cat}.csv")
+            classes = [r["class"] for r in rows]
+            clusters = [int(r["cluster"]) for r in rows]
+            assert sorted(set(classes)) == ["good", "hole", "scratch"]
+            assert [r["image"] for r in rows] == sorted(r["image"] for r in rows)
+            m = metrics[cat]
+            assert (m["n_images"], m["n_classes"], m["k"]) == (10, 3, 3)
+            assert m["nmi"] == pytest.approx(normalized_mutual_info_score(classes, clusters), abs=1e-12)
+            assert m["ari"] == pytest.approx(adjusted_rand_score(classes, clusters), abs=1e-12)
+            assert m["f1"] == pytest.approx(best_matching_f1(classes, clusters), abs=1e-12)
+            assert m["backbone_weights"] == "random" and "not ImageNet" in m["warning"]
+        for key in ("nmi", "ari", "f1"):
+            assert metrics["mean"][key] == pytest.approx(
+                np.mean([metrics[c][key] for c in CATEGORIES]), abs=1e-12
+            )
+
+
+def test_intermediate_shapes(run_dir):
+    res = run_dir / "results/synthetic"
+    feats = np.load(res / "features/woven.npy", mmap_mode="r")
+    assert feats.shape == (10, 512, 16, 16) and feats.dtype == np.float32  # 128 px / stride 8
+    assert np.load(res / "residuals/woven.npy", mmap_mode="r").shape == (10, 512, 16, 16)
+    alpha = np.load(res / "alpha/fca-residuals/woven.npy")
+    assert alpha.shape == (10, 16, 16)
+    # Border of 5 at 64 scales to round_half_up(5 * 16 / 64) = round_half_up(1.25) = 1 pixel.
+    assert np.all(alpha[:, 0, :] == 0) and np.all(alpha[:, :, -1] == 0) and np.all(alpha[:, 1:-1, 1:-1] > 0)
+    assert np.load(res / "ours/descriptors/woven.npy").shape == (10, 32)  # d_out = 32
+    assert np.load(res / "mean_pool/descriptors/woven.npy").shape == (10, 512)
+
+
+def test_anomaly_map_files(run_dir):
+    index = read_rows(run_dir / "results/synthetic/images/tiled.csv")
+    folder = run_dir / "results/synthetic/ours/anomaly_maps/tiled"
+    # Snakemake marks directory outputs with a hidden .snakemake_timestamp file.
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("[!.]*") if p.is_file())
+    expected = sorted(
+        f"{r['class']}/{Path(r['image']).stem}{ext}" for r in index for ext in (".tiff", ".png")
+    )
+    assert written == expected
+    tiff = tifffile.imread(folder / "hole/000.tiff")
+    assert tiff.dtype == np.float32 and tiff.shape == (128, 128)
+    with Image.open(folder / "hole/000.png") as im:
+        assert im.mode == "RGB" and im.size == (128, 128)
+    assert not (run_dir / "results/synthetic/ours/anomaly_maps/tiled.tmp").exists()
+
+
+def test_logs_and_random_weights_warning(run_dir):
+    log = (run_dir / "results/synthetic/logs/extract_features/woven.log").read_text()
+    assert "RANDOM" in log and "not ImageNet" in log
+    vae_log = (run_dir / "results/synthetic/logs/train_vae/woven.log").read_text()
+    assert "VAE: 10 images, 4 epochs" in vae_log  # ceil(40 / 10) = 4
+    assert (run_dir / "results/synthetic/benchmarks/train_vae/woven.tsv").is_file()
+
+
+def test_complete_run_plans_nothing(run_dir):
+    proc = snakemake(run_dir, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_same_seed_gives_identical_results(run_dir, tmp_path):
+    snakemake(tmp_path)
+    for method in ("ours", "mean_pool"):
+        for cat in CATEGORIES:
+            rel = f"results/synthetic/{method}/clusters/{cat}.csv"
+            assert (tmp_path / rel).read_bytes() == (run_dir / rel).read_bytes()
+        rel = f"results/synthetic/{method}/metrics.json"
+        assert (tmp_path / rel).read_bytes() == (run_dir / rel).read_bytes()
+
+
+def test_any_mvtec_folder_is_a_dataset(run_dir, tmp_path):
+    root = run_dir / "resources/datasets/synthetic"
+    config = {**TINY, "dataset": "mine", "data_root": str(root)}
+    out = snakemake(tmp_path, "-n", "--quiet", "rules", config=config).stdout
+    assert "make_synthetic" not in out and "extract_features" in out
+    plan = snakemake(tmp_path, "-n", "--printshellcmds", config=config).stdout
+    assert "results/mine/ours/metrics.json" in plan
+    for cat in CATEGORIES:
+        assert f"results/mine/features/{cat}.npy" in plan
+    one = snakemake(tmp_path, "-n", config={**config, "categories": ["tiled"]}).stdout
+    assert "results/mine/features/tiled.npy" in one and "results/mine/features/woven.npy" not in one
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = snakemake(tmp_path, "-n", config={**TINY, "vae": {"lr": "fast"}}, check=False)
+    assert bad.returncode != 0 and "lr" in bad.stderr + bad.stdout
+    unknown = snakemake(tmp_path, "-n", config={**TINY, "fca": {"patchsize": 7}}, check=False)
+    assert unknown.returncode != 0 and "patchsize" in unknown.stderr + unknown.stdout
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+def test_weights_download_rule(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    payload = os.urandom(4096)
+    (served / "fake_weights.pth").write_bytes(payload)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a, **k: _Files(*a, directory=str(served), **k)
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        url = f"http://127.0.0.1:{port}/fake_weights.pth"
+        digest = hashlib.sha256(payload).hexdigest()
+        work = tmp_path / "work"
+        work.mkdir()
+        ok = {**TINY, "backbone": {"weights_url": url, "weights_sha256": digest}}
+        snakemake(work, "resources/weights/fake_weights.pth", config=ok)
+        assert (work / "resources/weights/fake_weights.pth").read_bytes() == payload
+        tampered = {**TINY, "backbone": {"weights_url": url, "weights_sha256": "0" * 64}}
+        (work / "resources/weights/fake_weights.pth").unlink()
+        bad = snakemake(work, "resources/weights/fake_weights.pth", config=tampered, check=False)
+        assert bad.returncode != 0 and not (work / "resources/weights/fake_weights.pth").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_offline_weights_error_names_file_and_alternative(tmp_path):
+    config = {
+        **TINY,
+        "backbone_weights": "imagenet",
+        "backbone": {"weights_url": "http://127.0.0.1:9/wide_resnet50_2-95faca4d.pth"},
+    }
+    proc = snakemake(tmp_path, "resources/weights/wide_resnet50_2-95faca4d.pth", config=config, check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "resources/weights/wide_resnet50_2-95faca4d.pth.log").read_text()
+    assert "resources/weights/wide_resnet50_2-95faca4d.pth" in log
+    assert "backbone_weights=random" in log
