@@ -26,14 +26,15 @@ include: "rules/metrics.smk"
 
 
 wildcard_constraints:
-    dataset=re.escape(DATASET),
+    dataset="|".join(re.escape(d) for d in DATASETS),
     category=r"[A-Za-z0-9_.-]+",
     method=r"[A-Za-z0-9_]+",
     source="|".join(ALPHA_SOURCES),
-    file=r"[A-Za-z0-9_.-]+\.pth",
+    file=r"[A-Za-z0-9_.-]+",
 
 
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        [method_outputs(d) for d in DATASETS],
+        "results/summary.csv",

@@ -3,7 +3,8 @@
 alpha sources: `fca-residuals` (FCA on VAE residuals), `fca-features` (FCA on scaled backbone
 features), `l1-residuals` (mean |R| over channels), or None (no anomaly map).
 descriptor sources: `head` (contrastive projections H(F)), `backbone` (raw backbone features) or
-`mean` (spatial mean of raw backbone features, no weighting).
+`mean` (spatial mean of raw backbone features, no weighting), `anomaly_clustering` (Sohn et al.'s
+weighted mean of raw backbone features).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ METHODS: dict[str, Method] = {
     "just_vae": Method(alpha="l1-residuals", descriptor="backbone"),
     # Baseline: uniform weights reduce step 4 to zero (blur minus mean), so it pools the raw mean.
     "mean_pool": Method(alpha=None, descriptor="mean"),
+    # Peer method: Sohn et al., "Anomaly Clustering", WACV 2023 (unsupervised patch weighting).
+    "anomaly_clustering": Method(alpha=None, descriptor="anomaly_clustering"),
 }
 ALPHA_SOURCES = ("fca-residuals", "fca-features", "l1-residuals")
 

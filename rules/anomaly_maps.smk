@@ -33,7 +33,7 @@ rule export_anomaly_maps:
     conda:
         "../envs/blindlca.yaml"
     params:
-        root=DATA_ROOT,
+        root=lambda wc: data_root(wc.dataset),
         code=code_version("figures", "data"),
     script:
         "../scripts/export_anomaly_maps.py"

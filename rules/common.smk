@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from blindlca.data import list_categories
+from blindlca.datasets import SOURCES
 from blindlca.methods import ALPHA_SOURCES, get_method
 
 # Scripts import this checkout's library, also inside conda envs and cluster jobs where it is not installed.
@@ -14,18 +15,64 @@ os.environ.update(
     )
 )
 
-DATASET = config["dataset"]
-SYNTHETIC = DATASET == "synthetic"
-DATA_ROOT = config["data_root"] or f"resources/datasets/{DATASET}"
+DATASETS = (
+    config["dataset"] if isinstance(config["dataset"], list) else [config["dataset"]]
+)
+if len(DATASETS) > 1 and (config["data_root"] or config["categories"]):
+    raise ValueError(
+        f"data_root and categories apply to one dataset, but dataset lists {DATASETS}; "
+        "run the datasets one at a time or leave data_root and categories unset"
+    )
 WEIGHTS_DIR = "resources/weights"
 
 
-def categories():
+def data_root(dataset):
+    """Folder in MVTec layout: data_root if given, else where the dataset is generated or prepared."""
+    return config["data_root"] or f"resources/datasets/{dataset}"
+
+
+def is_downloaded(dataset):
+    """A dataset of the registry (mvtec, mtd, leaves) that the workflow downloads and prepares."""
+    return dataset in SOURCES and not config["data_root"]
+
+
+def categories(dataset):
     if config["categories"]:
         return list(config["categories"])
-    if SYNTHETIC:
+    if dataset == "synthetic":
         return list(config["synthetic"]["families"])
-    return list_categories(DATA_ROOT)
+    if is_downloaded(dataset):
+        return list(SOURCES[dataset].categories)
+    root = data_root(dataset)
+    if not os.path.isdir(root):
+        raise ValueError(
+            f"dataset {dataset!r}: folder {root!r} does not exist. Pass data_root=PATH (MVTec layout: "
+            f"PATH/<category>/test/<class>/<image>), or use one of: synthetic, {', '.join(SOURCES)}"
+        )
+    return list_categories(root)
+
+
+def remote_file(wildcards):
+    """The registry entry of a file to download."""
+    for files in SOURCES[wildcards.dataset].files.values():
+        for f in files:
+            if f.name == wildcards.file:
+                return f
+    raise ValueError(
+        f"no file {wildcards.file!r} in the registry entry of {wildcards.dataset!r}"
+    )
+
+
+def download_url(wildcards):
+    mirror = config["download_mirror"]
+    if mirror:
+        return f"{mirror.rstrip('/')}/{wildcards.dataset}/{wildcards.file}"
+    return remote_file(wildcards).url
+
+
+def dataset_archives(wildcards):
+    files = SOURCES[wildcards.dataset].files[wildcards.category]
+    return [f"resources/downloads/{wildcards.dataset}/{f.name}" for f in files]
 
 
 def res(*parts):
@@ -50,8 +97,17 @@ def group(name, *keys):
 def code_version(*modules):
     """Hash of the library modules a step runs: Snakemake watches the script, not what it imports."""
     h = hashlib.sha256()
+    lib = Path(workflow.basedir, "blindlca")
     for m in ("workflow", "runlog", "io", *modules):
-        h.update(Path(workflow.basedir, "blindlca", f"{m}.py").read_bytes())
+        files = (
+            [lib / f"{m}.py"]
+            if (lib / f"{m}.py").is_file()
+            else sorted((lib / m).glob("*.py"))
+        )
+        if not files:
+            raise ValueError(f"code_version: no module blindlca.{m}")
+        for f in files:
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -89,10 +145,33 @@ def descriptor_inputs(wildcards):
     return inputs
 
 
-def final_outputs():
+def localization_input(wildcards):
+    """Localization metrics of the method's anomaly maps (none for methods without maps)."""
+    source = alpha_source(wildcards)
+    if source is None:
+        return {}
+    return {
+        "localization": res("localization", source, "{category}.json").format(
+            **wildcards
+        )
+    }
+
+
+def method_outputs(dataset):
     out = []
     for m in config["methods"]:
-        out.append(res(m, "metrics.json"))
+        out.append(res(m, "metrics.json").format(dataset=dataset))
         if get_method(m).alpha is not None:
-            out += [res(m, "anomaly_maps", c) for c in categories()]
-    return [p.format(dataset=DATASET) for p in out]
+            out += [
+                res(m, "anomaly_maps", c).format(dataset=dataset)
+                for c in categories(dataset)
+            ]
+    return out
+
+
+def all_metrics():
+    return [
+        res(m, "metrics.json").format(dataset=d)
+        for d in DATASETS
+        for m in config["methods"]
+    ]

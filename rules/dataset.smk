@@ -1,10 +1,10 @@
-# Dataset stage: the embedded synthetic dataset, the backbone weights, and the image index.
+# Dataset stage: generate (synthetic) or download and prepare (registry) the images, then index them.
 
-if SYNTHETIC:
+if "synthetic" in DATASETS:
 
     rule make_synthetic:
         output:
-            folder=directory(f"{DATA_ROOT}/{{category}}"),
+            folder=directory(f"{data_root('synthetic')}/{{category}}"),
         log:
             "results/synthetic/logs/make_synthetic/{category}.log",
         conda:
@@ -20,11 +20,52 @@ if SYNTHETIC:
             "../scripts/make_synthetic.py"
 
 
+rule download_dataset_file:
+    output:
+        archive="resources/downloads/{dataset}/{file}",
+    log:
+        "resources/downloads/{dataset}/{file}.log",
+    wildcard_constraints:
+        dataset="|".join(SOURCES),
+    retries: 2
+    localrule: True
+    conda:
+        "../envs/blindlca.yaml"
+    params:
+        url=download_url,
+        sha256=lambda wc: remote_file(wc).sha256,
+        manual=lambda wc: SOURCES[wc.dataset].manual,
+        code=code_version("download"),
+    script:
+        "../scripts/download_dataset_file.py"
+
+
+rule prepare_dataset:
+    input:
+        archives=dataset_archives,
+    output:
+        folder=directory("resources/datasets/{dataset}/{category}"),
+    log:
+        "resources/datasets/{dataset}/{category}.log",
+    wildcard_constraints:
+        dataset="|".join(SOURCES),
+    conda:
+        "../envs/blindlca.yaml"
+    params:
+        dataset="{dataset}",
+        category="{category}",
+        code=code_version("datasets", "archive", "data"),
+    script:
+        "../scripts/prepare_dataset.py"
+
+
 rule download_weights:
     output:
         weights=f"{WEIGHTS_DIR}/{{file}}",
     log:
         f"{WEIGHTS_DIR}/{{file}}.log",
+    wildcard_constraints:
+        file=r"[A-Za-z0-9_.-]+\.pth",
     retries: 2
     localrule: True
     conda:
@@ -39,7 +80,7 @@ rule download_weights:
 
 rule index_images:
     input:
-        folder=f"{DATA_ROOT}/{{category}}",
+        folder=lambda wc: f"{data_root(wc.dataset)}/{wc.category}",
     output:
         index=res("images", "{category}.csv"),
     log:

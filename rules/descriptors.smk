@@ -16,7 +16,15 @@ rule compute_descriptors:
     params:
         source=lambda wc: get_method(wc.method).descriptor,
         descriptor=group("descriptor"),
+        anomaly_clustering=group("anomaly_clustering"),
         device=config["device"],
-        code=code_version("descriptors", "contrastive", "filters", "features", "device"),
+        code=code_version(
+            "descriptors",
+            "contrastive",
+            "anomaly_clustering",
+            "filters",
+            "features",
+            "device",
+        ),
     script:
         "../scripts/compute_descriptors.py"

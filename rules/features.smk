@@ -15,7 +15,7 @@ rule extract_features:
         "../envs/blindlca.yaml"
     threads: 4
     params:
-        root=DATA_ROOT,
+        root=lambda wc: data_root(wc.dataset),
         backbone=group("backbone", "layer", "image_size", "batch_size"),
         seed=config["seed"],
         device=config["device"],

@@ -1,8 +1,29 @@
-# Clustering metrics per category, then one file per method.
+# Metrics: localization per anomaly-map source, clustering per method, then the tables.
+
+
+rule evaluate_localization:
+    input:
+        alpha=res("alpha", "{source}", "{category}.npy"),
+        index=res("images", "{category}.csv"),
+    output:
+        metrics=res("localization", "{source}", "{category}.json"),
+    log:
+        res("logs", "evaluate_localization", "{source}", "{category}.log"),
+    benchmark:
+        res("benchmarks", "evaluate_localization", "{source}", "{category}.tsv")
+    conda:
+        "../envs/blindlca.yaml"
+    params:
+        root=lambda wc: data_root(wc.dataset),
+        fpr_limit=config["evaluation"]["fpr_limit"],
+        code=code_version("metrics", "data"),
+    script:
+        "../scripts/evaluate_localization.py"
 
 
 rule evaluate_clusters:
     input:
+        unpack(localization_input),
         clusters=res("{method}", "clusters", "{category}.csv"),
     output:
         metrics=res("{method}", "metrics", "{category}.json"),
@@ -11,6 +32,7 @@ rule evaluate_clusters:
     conda:
         "../envs/blindlca.yaml"
     params:
+        algorithm=config["clustering"]["algorithm"],
         backbone_weights=config["backbone_weights"],
         code=code_version("metrics"),
     script:
@@ -20,7 +42,9 @@ rule evaluate_clusters:
 rule aggregate_metrics:
     input:
         metrics=lambda wc: expand(
-            res("{method}", "metrics", "{category}.json"), category=categories(), **wc
+            res("{method}", "metrics", "{category}.json"),
+            category=categories(wc.dataset),
+            **wc,
         ),
     output:
         summary=res("{method}", "metrics.json"),
@@ -29,6 +53,22 @@ rule aggregate_metrics:
     conda:
         "../envs/blindlca.yaml"
     params:
-        code=code_version("metrics"),
+        code=code_version("summary"),
     script:
         "../scripts/aggregate_metrics.py"
+
+
+rule summarize:
+    input:
+        metrics=all_metrics(),
+    output:
+        csv="results/summary.csv",
+        markdown="results/summary.md",
+    log:
+        "results/logs/summarize.log",
+    conda:
+        "../envs/blindlca.yaml"
+    params:
+        code=code_version("summary"),
+    script:
+        "../scripts/summarize.py"

@@ -1,13 +1,13 @@
 """Gather per-category metrics of one method into one file with the mean over categories.
 
 Inputs:  metrics  per-category JSON files
-Outputs: summary  JSON {category: {...}, ..., "mean": {nmi, ari, f1}}
+Outputs: summary  JSON {category: {...}, ..., "mean": {nmi, ari, f1, [localization], [compare]}}
 """
 
 from pathlib import Path
 
 from blindlca.io import load_json, save_json
-from blindlca.metrics import mean_over_categories
+from blindlca.summary import mean_over_categories
 from blindlca.workflow import run
 
 

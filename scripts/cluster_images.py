@@ -1,8 +1,8 @@
-"""Cluster the descriptors of one category into K groups.
+"""Cluster the descriptors of one category into K groups, with the primary and any compared algorithms.
 
 Inputs:  descriptors (N, D), index
-Outputs: clusters CSV with columns image, class, cluster
-Params:  clustering (algorithm, n_clusters), seed
+Outputs: clusters CSV with columns image, class, cluster (primary algorithm), cluster_<algorithm> (compared)
+Params:  clustering (algorithm, compare, n_clusters), seed
 """
 
 import logging
@@ -16,12 +16,18 @@ from blindlca.workflow import run
 def main(*, descriptors: str, index: str, clusters: str, clustering: dict, seed: int) -> None:
     records = read_index(index)
     k = number_of_clusters(clustering["n_clusters"], [r.cls for r in records])
-    labels = cluster(load_array(descriptors), k, algorithm=clustering["algorithm"], seed=seed)
-    logging.getLogger("blindlca").info("%s, K = %d, %d images", clustering["algorithm"], k, len(records))
-    rows = (
-        {"image": r.image, "class": r.cls, "cluster": int(c)} for r, c in zip(records, labels, strict=True)
+    x = load_array(descriptors)
+    columns = {"cluster": clustering["algorithm"]}
+    columns.update({f"cluster_{a}": a for a in clustering["compare"] if a != clustering["algorithm"]})
+    labels = {col: cluster(x, k, algorithm=alg, seed=seed) for col, alg in columns.items()}
+    logging.getLogger("blindlca").info(
+        "K = %d, %d images, algorithms %s", k, len(records), list(columns.values())
     )
-    write_csv(clusters, rows, fields=("image", "class", "cluster"))
+    rows = (
+        {"image": r.image, "class": r.cls, **{col: int(lab[i]) for col, lab in labels.items()}}
+        for i, r in enumerate(records)
+    )
+    write_csv(clusters, rows, fields=("image", "class", *columns))
 
 
 run(main, globals())

@@ -1,12 +1,14 @@
-"""Image descriptors D_i of one category (METHOD.md step 4, or the mean_pool baseline).
+"""Image descriptors D_i of one category (METHOD.md step 4, or a baseline's).
 
-Inputs:  features (N, C, h, w), alpha (N, h, w; absent for mean_pool), head (method ours)
+Inputs:  features (N, C, h, w), alpha (N, h, w; methods with maps), head (methods with the contrastive head)
 Outputs: descriptors (N, D) float32 .npy
-Params:  source (head | backbone | mean), descriptor (tau, blur_kernel, blur_sigma), device
+Params:  source (head | backbone | mean | anomaly_clustering), descriptor (tau, blur_kernel, blur_sigma),
+         anomaly_clustering (tau), device
 """
 
 import torch
 
+from blindlca.anomaly_clustering import anomaly_clustering_descriptors
 from blindlca.contrastive import ContrastiveHead
 from blindlca.descriptors import descriptors_of
 from blindlca.device import resolve_device
@@ -21,11 +23,18 @@ def main(
     descriptors: str,
     source: str,
     descriptor: dict,
+    anomaly_clustering: dict,
     device: str,
     alpha: str | None = None,
     head: str | None = None,
 ) -> None:
     dev = resolve_device(device)
+    feats = load_array(features, mmap=True)
+    if source == "anomaly_clustering":
+        save_array(
+            descriptors, anomaly_clustering_descriptors(feats, tau=anomaly_clustering["tau"], device=dev)
+        )
+        return
     transform = None
     if source == "head":
         saved = torch.load(head, map_location="cpu", weights_only=True)
@@ -33,9 +42,8 @@ def main(
         net.load_state_dict(saved["state_dict"])
         net.to(dev).eval()
         transform = lambda f: net(minmax_scale(f))  # noqa: E731 (H takes scaled features)
-    maps = load_array(alpha) if alpha is not None and source != "mean" else None
-    out = descriptors_of(load_array(features, mmap=True), maps, transform=transform, device=dev, **descriptor)
-    save_array(descriptors, out)
+    maps = load_array(alpha) if source != "mean" else None
+    save_array(descriptors, descriptors_of(feats, maps, transform=transform, device=dev, **descriptor))
 
 
 run(main, globals())

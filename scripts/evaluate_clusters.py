@@ -1,21 +1,32 @@
-"""Clustering metrics of one category against the ground-truth classes.
+"""Metrics of one category and method: clustering against the classes, plus localization if any.
 
-Inputs:  clusters CSV (image, class, cluster)
-Outputs: metrics  JSON {nmi, ari, f1, n_images, n_classes, k, backbone_weights}
-Params:  backbone_weights
+Inputs:  clusters CSV (image, class, cluster, cluster_<algorithm>...), localization JSON (methods with maps)
+Outputs: metrics  JSON {nmi, ari, f1, clustering, n_images, n_classes, k, [pixel_auroc, au_pro,
+                  image_auroc], [compare: {algorithm: {nmi, ari, f1}}], backbone_weights}
+Params:  algorithm (the primary one), backbone_weights
 """
 
-from blindlca.io import read_csv, save_json
+from blindlca.io import load_json, read_csv, save_json
 from blindlca.metrics import clustering_metrics
 from blindlca.workflow import run
 
 
-def main(*, clusters: str, metrics: str, backbone_weights: str) -> None:
+def main(
+    *, clusters: str, metrics: str, algorithm: str, backbone_weights: str, localization: str | None = None
+) -> None:
     rows = read_csv(clusters)
     classes = [r["class"] for r in rows]
     labels = [int(r["cluster"]) for r in rows]
     result = clustering_metrics(classes, labels)
-    result.update(n_images=len(rows), n_classes=len(set(classes)), k=len(set(labels)))
+    result.update(clustering=algorithm, n_images=len(rows), n_classes=len(set(classes)), k=len(set(labels)))
+    if localization is not None:
+        result.update(load_json(localization))
+    compared = [c for c in rows[0] if c.startswith("cluster_")] if rows else []
+    if compared:
+        result["compare"] = {
+            c.removeprefix("cluster_"): clustering_metrics(classes, [int(r[c]) for r in rows])
+            for c in compared
+        }
     result["backbone_weights"] = backbone_weights
     if backbone_weights == "random":
         result["warning"] = "random backbone weights (seeded), not ImageNet: not comparable to the paper"

@@ -8,6 +8,7 @@ import http.server
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -16,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 import yaml
 from PIL import Image
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score
+
+from blindlca.datasets import SOURCES
 
 pytestmark = pytest.mark.workflow
 
@@ -38,6 +42,7 @@ TINY = {
     "backbone": {"image_size": 128},
     "vae": {"samples": 40, "hidden": 64, "latent": 16},
     "contrastive": {"epochs": 1, "d_out": 32},
+    "clustering": {"compare": ["kmeans"]},
 }
 CATEGORIES = ("woven", "tiled")
 
@@ -92,10 +97,99 @@ def test_metrics_json_matches_clusters(run_dir):
             assert m["ari"] == pytest.approx(adjusted_rand_score(classes, clusters), abs=1e-12)
             assert m["f1"] == pytest.approx(best_matching_f1(classes, clusters), abs=1e-12)
             assert m["backbone_weights"] == "random" and "not ImageNet" in m["warning"]
+            assert m["clustering"] == "ward"
+            kmeans = [int(r["cluster_kmeans"]) for r in rows]
+            assert m["compare"]["kmeans"]["nmi"] == pytest.approx(
+                normalized_mutual_info_score(classes, kmeans)
+            )
+            has_maps = method == "ours"
+            assert all((k in m) == has_maps for k in ("pixel_auroc", "au_pro", "image_auroc"))
         for key in ("nmi", "ari", "f1"):
             assert metrics["mean"][key] == pytest.approx(
                 np.mean([metrics[c][key] for c in CATEGORIES]), abs=1e-12
             )
+
+
+def test_localization_metrics_match_maps_and_masks(run_dir):
+    res = run_dir / "results/synthetic"
+    alpha = torch.from_numpy(np.load(res / "alpha/fca-residuals/tiled.npy"))
+    maps = torch.nn.functional.interpolate(alpha[:, None], size=(128, 128), mode="bilinear")[:, 0].numpy()
+    root = run_dir / "resources/datasets/synthetic"
+    index = read_rows(res / "images/tiled.csv")
+    masks = np.stack(
+        [
+            np.asarray(Image.open(root / r["mask"])) > 0 if r["mask"] else np.zeros((128, 128), bool)
+            for r in index
+        ]
+    )
+    assert [bool(r["mask"]) for r in index] == [r["class"] != "good" for r in index]
+    m = json.loads((res / "ours/metrics/tiled.json").read_text())
+    assert m["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-9)
+    labels = [r["class"] != "good" for r in index]
+    assert m["image_auroc"] == pytest.approx(
+        roc_auc_score(labels, maps.reshape(len(maps), -1).max(1)), abs=1e-9
+    )
+    assert 0.0 <= m["au_pro"] <= 1.0
+
+
+def test_summary_table(run_dir):
+    with open(run_dir / "results/summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keys = {(r["dataset"], r["method"], r["clustering"], r["category"]) for r in rows}
+    assert keys == {
+        ("synthetic", m, c, cat)
+        for m in ("ours", "mean_pool")
+        for c in ("ward", "kmeans")
+        for cat in (*CATEGORIES, "mean")
+    }
+    metrics = json.loads((run_dir / "results/synthetic/ours/metrics.json").read_text())
+    row = next(r for r in rows if (r["method"], r["clustering"], r["category"]) == ("ours", "ward", "tiled"))
+    assert float(row["nmi"]) == metrics["tiled"]["nmi"] and float(row["au_pro"]) == metrics["tiled"]["au_pro"]
+    pool = next(
+        r for r in rows if (r["method"], r["clustering"], r["category"]) == ("mean_pool", "ward", "mean")
+    )
+    assert pool["au_pro"] == ""  # no anomaly maps, no localization
+    assert "| synthetic | mean | ours | ward |" in (run_dir / "results/summary.md").read_text().replace(
+        "**", ""
+    )
+
+
+def test_paper_grid_plans_everything_without_data(tmp_path):
+    plan = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile", str(REPO / "config/paper.yaml"), "-n"],
+        capture_output=True,
+        text=True,
+    )
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
+    # 5 MVTec texture archives + MTD + Coffee Leaves, the ImageNet weights, 7 categories in all.
+    assert counts["download_dataset_file"] == "7" and counts["download_weights"] == "1"
+    assert counts["prepare_dataset"] == "7" and counts["train_vae"] == "7"
+    # 7 methods x 7 categories of descriptors; 3 anomaly-map sources x 7 categories.
+    assert counts["compute_descriptors"] == "49" and counts["compute_anomaly_maps"] == "21"
+    assert counts["summarize"] == "1"
+
+
+def test_tampered_dataset_archive_is_refused(tmp_path):
+    served = tmp_path / "mirror" / "mtd"
+    served.mkdir(parents=True)
+    name = SOURCES["mtd"].files["mtd"][0].name
+    (served / name).write_bytes(b"not the archive")
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a, **k: _Files(*a, directory=str(tmp_path / "mirror"), **k)
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = {**TINY, "dataset": "mtd", "download_mirror": f"http://127.0.0.1:{server.server_address[1]}"}
+        work = tmp_path / "work"
+        work.mkdir()
+        proc = snakemake(work, f"resources/downloads/mtd/{name}", config=config, check=False)
+        assert proc.returncode != 0
+        assert not (work / f"resources/downloads/mtd/{name}").exists()
+        assert "sha256" in (work / f"resources/downloads/mtd/{name}.log").read_text().lower()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_intermediate_shapes(run_dir):

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-__all__ = ["clustering_metrics", "hungarian_micro_f1", "mean_over_categories"]
+__all__ = ["clustering_metrics", "hungarian_micro_f1"]
 
 
 def _as_label_arrays(
@@ -78,10 +78,3 @@ def clustering_metrics(
         "ari": float(adjusted_rand_score(classes_arr, clusters_arr)),
         "f1": hungarian_micro_f1(classes_arr, clusters_arr),
     }
-
-
-def mean_over_categories(per_category: dict[str, dict], keys: Sequence[str] = ("nmi", "ari", "f1")) -> dict:
-    """Unweighted mean of each metric over categories (the paper averages categories, not images)."""
-    if not per_category:
-        raise ValueError("no category metrics to average")
-    return {k: float(np.mean([m[k] for m in per_category.values()])) for k in keys}
