@@ -7,6 +7,7 @@ projected defect pixels of one type gather in one place.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -129,14 +130,38 @@ def _sample(pools: list[torch.Tensor], images: list[int], n: int, gen: torch.Gen
     return pool[torch.randint(len(pool), (n,), generator=gen)]
 
 
-def scaled_pixels(features: np.ndarray, *, device: torch.device, batch_size: int = 8) -> torch.Tensor:
-    """(N, C, H, W) raw features -> (N * H * W, C) min-max scaled pixel vectors, on `device`."""
-    n, c, h, w = features.shape
-    out = torch.empty((n * h * w, c), dtype=torch.float32, device=device)
-    for s in range(0, n, batch_size):
-        x = minmax_scale(torch.from_numpy(np.array(features[s : s + batch_size])).to(device))
-        out[s * h * w : (s + len(x)) * h * w] = x.permute(0, 2, 3, 1).reshape(-1, c)
-    return out
+class PixelSource:
+    """Min-max scaled feature vectors of chosen pixels, read image by image.
+
+    Only the images a step samples from are read (and up to `cache_images` recent ones kept), so
+    memory does not grow with the number of images in the category.
+    """
+
+    def __init__(self, features: np.ndarray, *, device: torch.device, cache_images: int = 16) -> None:
+        """features: (N, C, H, W) raw features; any array supporting row indexing (ndarray, ArrayReader)."""
+        self.features, self.device, self.cache_images = features, device, max(1, cache_images)
+        self.hw = int(np.prod(features.shape[2:]))
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+
+    def image(self, i: int) -> torch.Tensor:
+        """(H * W, C) scaled pixels of image i."""
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        x = minmax_scale(torch.from_numpy(np.array(self.features[i : i + 1])).to(self.device))[0]
+        self._cache[i] = x.flatten(1).T.contiguous()
+        if len(self._cache) > self.cache_images:
+            self._cache.popitem(last=False)
+        return self._cache[i]
+
+    def gather(self, index: torch.Tensor) -> torch.Tensor:
+        """Pixels by global index (image * H * W + pixel), (n,) -> (n, C), in the order given."""
+        images = torch.div(index, self.hw, rounding_mode="floor")
+        out = torch.empty((len(index), self.features.shape[1]), device=self.device)
+        for i in torch.unique(images).tolist():
+            sel = images == i
+            out[sel.to(self.device)] = self.image(i)[(index[sel] - i * self.hw).to(self.device)]
+        return out
 
 
 def train_head(
@@ -159,13 +184,15 @@ def train_head(
     weight_decay: float = 0.01,
     seed: int = 42,
     device: torch.device | str = "cpu",
+    cache_images: int = 16,
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
 ) -> tuple[ContrastiveHead, dict]:
     """Train H on one category, one step per image per epoch.
 
     Args:
-        features: (N, C, H, W) raw backbone features (scaled here).
+        features: (N, C, H, W) raw backbone features (scaled here); an ndarray or ArrayReader.
+        cache_images: images whose scaled pixels stay in memory between steps (memory, not results).
         alpha: (N, H, W) anomaly maps.
         descriptors: (N, C) descriptors of the raw features weighted by alpha (step 4).
     Returns:
@@ -175,7 +202,7 @@ def train_head(
     n = len(features)
     max_alpha = alpha.reshape(n, -1).max(axis=1)
     thr = normal_threshold(descriptors, max_alpha, n_clusters=n_clusters, seed=seed)
-    pools = PixelPools.from_alpha(torch.from_numpy(np.array(alpha)), thr)
+    pools = PixelPools.from_alpha(torch.from_numpy(np.asarray(alpha, dtype=np.float32)), thr)
     close, counter = neighbour_sets(
         similarity(torch.from_numpy(descriptors), scale=similarity_scale), k_close=k_close
     )
@@ -184,7 +211,7 @@ def train_head(
         f"threshold {thr:.6g}: {n_pos} positive pixels ({n_pos / alpha.size:.3%}) in "
         f"{sum(len(p) > 0 for p in pools.pos)} of {n} images"
     )
-    pixels = scaled_pixels(features, device=device)
+    pixels = PixelSource(features, device=device, cache_images=cache_images)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = ContrastiveHead(features.shape[1], hidden, d_out)
@@ -206,7 +233,7 @@ def train_head(
                 _sample(pools.pos, [counter[i][j] for j in pick], n_counter, gen),
             ]
             sizes = [len(d) for d in drawn]
-            projected = head.project_vectors(pixels[torch.cat(drawn).to(device)]).split(sizes)
+            projected = head.project_vectors(pixels.gather(torch.cat(drawn))).split(sizes)
             loss = contrastive_loss(*projected, margin=margin)
             bar.update(1)
             if loss is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ def preprocess(image: np.ndarray, *, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract_features(
+def iter_features(
     backbone: nn.Module,
     paths: Sequence[str | os.PathLike],
     *,
@@ -75,16 +75,12 @@ def extract_features(
     image_size: int = 512,
     batch_size: int = 8,
     device: torch.device | str = "cpu",
-    out: np.ndarray | None = None,
     progress: bool = True,
-) -> np.ndarray:
-    """Raw backbone features of every image.
+) -> Iterator[np.ndarray]:
+    """Raw backbone features, one (B, C, h, w) float32 batch at a time, in the order of `paths`.
 
     Args:
         load: reads one path as (H, W, 3) uint8 RGB.
-        out: optional preallocated (N, C, h, w) float32 array (e.g. a memmap) to fill.
-    Returns:
-        (N, C, h, w) float32, h = w = image_size / 8 for layer2.
     """
     if not paths:
         raise ValueError("extract_features got no images; check the category's index file")
@@ -93,12 +89,30 @@ def extract_features(
     bar = tqdm(total=len(paths), desc="features", unit="img", disable=not progress, mininterval=5)
     for start in range(0, len(paths), batch_size):
         batch = torch.stack([preprocess(load(p), size=image_size) for p in paths[start : start + batch_size]])
-        feats = backbone(batch.to(device)).float().cpu().numpy()
-        if out is None:
-            out = np.empty((len(paths), *feats.shape[1:]), dtype=np.float32)
-        out[start : start + len(batch)] = feats
+        yield backbone(batch.to(device)).float().cpu().numpy()
         bar.update(len(batch))
     bar.close()
+
+
+def extract_features(
+    backbone: nn.Module,
+    paths: Sequence[str | os.PathLike],
+    *,
+    out: np.ndarray | None = None,
+    **options,
+) -> np.ndarray:
+    """All features at once: (N, C, h, w) float32, h = w = image_size / 8 for layer2.
+
+    Args:
+        out: optional preallocated (N, C, h, w) array (e.g. a memmap) to fill.
+        **options: as for `iter_features`.
+    """
+    start = 0
+    for feats in iter_features(backbone, paths, **options):
+        if out is None:
+            out = np.empty((len(paths), *feats.shape[1:]), dtype=np.float32)
+        out[start : start + len(feats)] = feats
+        start += len(feats)
     return out
 
 

@@ -68,3 +68,85 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, fie
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+class ArrayReader:
+    """Rows of a .npy file read on demand with plain file reads.
+
+    Unlike a memory map, rows read this way leave no pages mapped into the process, so a stage that
+    holds a few rows at a time keeps a flat resident size however many images the file holds.
+    Indexing: an int, a step-1 slice, or a sequence of row indices; returns a fresh array.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(fh)
+            self.offset = fh.tell()
+        if fortran:
+            raise ValueError(f"{str(self.path)!r} is stored in Fortran order; rewrite it with save_array")
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        n = max(0, stop - start)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + start * self.row_bytes)
+            data = np.fromfile(fh, dtype=self.dtype, count=n * self.row_bytes // self.dtype.itemsize)
+        return data.reshape((n, *self.shape[1:]))
+
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> np.ndarray:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("ArrayReader reads step-1 slices only")
+            return self._read(start, stop)
+        if np.ndim(index) == 0:
+            i = int(index) + (len(self) if int(index) < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"row {index} out of range for {len(self)} rows")
+            return self._read(i, i + 1)[0]
+        return np.stack([self[int(i)] for i in index]) if len(index) else self._read(0, 0)
+
+
+class _RowWriter:
+    def __init__(self, fh, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.fh, self.shape, self.dtype, self.rows = fh, shape, dtype, 0
+
+    def write(self, block: np.ndarray) -> None:
+        """Append rows (n, *shape[1:]); cast to the file's dtype."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:]:
+            raise ValueError(f"rows of shape {block.shape[1:]} do not fit an array of shape {self.shape}")
+        if self.rows + len(block) > self.shape[0]:
+            raise ValueError(f"more than the {self.shape[0]} rows declared")
+        self.fh.write(block.tobytes())
+        self.rows += len(block)
+
+
+@contextlib.contextmanager
+def array_writer(path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32) -> Iterator[_RowWriter]:
+    """Write a .npy of known shape block by block with plain writes (flat memory), atomically.
+
+    Yields a writer with `.write(rows)`; the file is renamed into place only when every row came.
+    """
+    dtype = np.dtype(dtype)
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+        )
+        writer = _RowWriter(fh, tuple(shape), dtype)
+        yield writer
+        if writer.rows != shape[0]:
+            raise ValueError(f"{str(path)!r}: {writer.rows} of {shape[0]} rows written")

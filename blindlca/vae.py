@@ -7,7 +7,7 @@ defects are rare in a category, so they reconstruct worse than the texture and s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -133,6 +133,22 @@ def train_vae(
 
 
 @torch.no_grad()
+def iter_residuals(
+    model: FeatureVAE, features: np.ndarray, *, batch_size: int = 8, progress: bool = True
+) -> Iterator[np.ndarray]:
+    """R_i = scaled F_i - Decoder(mu(scaled F_i)), one (B, C, H, W) float32 batch at a time.
+
+    Args:
+        features: (N, C, H, W) raw features; any array supporting slices (ndarray, ArrayReader).
+    """
+    device = next(model.parameters()).device
+    for start in tqdm(
+        range(0, len(features), batch_size), desc="residuals", disable=not progress, mininterval=5
+    ):
+        x = minmax_scale(torch.from_numpy(np.array(features[start : start + batch_size])).to(device))
+        yield model.residual(x).float().cpu().numpy()
+
+
 def compute_residuals(
     model: FeatureVAE,
     features: np.ndarray,
@@ -141,13 +157,11 @@ def compute_residuals(
     out: np.ndarray | None = None,
     progress: bool = True,
 ) -> np.ndarray:
-    """R_i = scaled F_i - Decoder(mu(scaled F_i)) for every image; (N, C, H, W) float32."""
-    device = next(model.parameters()).device
+    """All residuals at once, (N, C, H, W) float32 (into `out` if given)."""
     if out is None:
         out = np.empty(features.shape, dtype=np.float32)
-    for start in tqdm(
-        range(0, len(features), batch_size), desc="residuals", disable=not progress, mininterval=5
-    ):
-        x = minmax_scale(torch.from_numpy(np.array(features[start : start + batch_size])).to(device))
-        out[start : start + len(x)] = model.residual(x).float().cpu().numpy()
+    start = 0
+    for r in iter_residuals(model, features, batch_size=batch_size, progress=progress):
+        out[start : start + len(r)] = r
+        start += len(r)
     return out

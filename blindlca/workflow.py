@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +37,15 @@ def run(main: Callable[..., None], namespace: dict[str, Any]) -> None:
     smk = namespace.get("snakemake")
     if smk is not None:
         kwargs = {**_named(smk.input), **_named(smk.output), **_named(smk.params)}
+        # Resources that `main` names (e.g. batch_images) shape memory use, never results: passing them
+        # as resources rather than params keeps a change of them from triggering reruns.
+        resources = _named(smk.resources) if getattr(smk, "resources", None) is not None else {}
+        wanted = inspect.signature(main).parameters
+        kwargs.update({k: v for k, v in resources.items() if k in wanted and k not in kwargs})
         kwargs.pop("code", None)  # the rules' code-version param only triggers reruns
+        if "gpu" in resources and not resources["gpu"]:
+            # A job granted no GPU must not take one: `device: auto` then resolves to the CPU.
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
         torch.set_num_threads(max(1, int(smk.threads)))
         with log_to(smk.log[0] if len(smk.log) else None):
             main(**kwargs)

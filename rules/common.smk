@@ -88,10 +88,41 @@ def bench(stage):
     return res("benchmarks", stage, "{category}.tsv")
 
 
+def gpus():
+    """One GPU per GPU job; none when the run offers none (`--resources gpu=0`): the job then runs on
+    the CPU instead of waiting for a GPU that never comes."""
+    offered = workflow.global_resources
+    if "gpu" not in list(offered):
+        return 1
+    value = getattr(
+        offered["gpu"], "value", offered["gpu"]
+    )  # a Resource in Snakemake 9, an int before
+    return 1 if value is None else min(1, int(value))
+
+
 def group(name, *keys):
     """A config group (or some of its keys) as a sorted dict, passed to a step as keyword arguments."""
     values = config[name]
     return {k: values[k] for k in sorted(keys or values)}
+
+
+# Library modules each kind of descriptor runs (besides io/workflow): their hash triggers reruns.
+DESCRIPTOR_MODULES = {
+    "head": ("descriptors", "contrastive", "filters", "features", "device"),
+    "backbone": ("descriptors", "filters", "device"),
+    "mean": ("descriptors", "device"),
+    "anomaly_clustering": ("anomaly_clustering", "device"),
+}
+
+
+def method_group(wildcards, name):
+    """A config group if the method's descriptor uses it, else {}: a value a job does not use must not
+    trigger its rerun (e.g. descriptor.tau for mean_pool)."""
+    uses = {
+        "descriptor": ("head", "backbone"),
+        "anomaly_clustering": ("anomaly_clustering",),
+    }
+    return group(name) if get_method(wildcards.method).descriptor in uses[name] else {}
 
 
 def code_version(*modules):

@@ -16,7 +16,8 @@ rule train_head:
         "../envs/blindlca.yaml"
     threads: 4
     resources:
-        gpu=1,
+        batch_images=config["batch_images"],
+        gpu=gpus(),
     params:
         contrastive=group("contrastive"),
         descriptor=group("descriptor"),

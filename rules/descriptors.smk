@@ -13,18 +13,15 @@ rule compute_descriptors:
     conda:
         "../envs/blindlca.yaml"
     threads: 4
+    resources:
+        batch_images=config["batch_images"],
     params:
         source=lambda wc: get_method(wc.method).descriptor,
-        descriptor=group("descriptor"),
-        anomaly_clustering=group("anomaly_clustering"),
+        descriptor=lambda wc: method_group(wc, "descriptor"),
+        anomaly_clustering=lambda wc: method_group(wc, "anomaly_clustering"),
         device=config["device"],
-        code=code_version(
-            "descriptors",
-            "contrastive",
-            "anomaly_clustering",
-            "filters",
-            "features",
-            "device",
+        code=lambda wc: code_version(
+            *DESCRIPTOR_MODULES[get_method(wc.method).descriptor]
         ),
     script:
         "../scripts/compute_descriptors.py"

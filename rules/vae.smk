@@ -14,7 +14,7 @@ rule train_vae:
         "../envs/blindlca.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=gpus(),
     params:
         vae=group("vae"),
         seed=config["seed"],
@@ -37,8 +37,9 @@ rule compute_residuals:
     conda:
         "../envs/blindlca.yaml"
     threads: 4
+    resources:
+        batch_images=config["batch_images"],
     params:
-        batch_size=config["vae"]["batch_size"],
         device=config["device"],
         code=code_version("vae", "features", "device"),
     script:

@@ -11,12 +11,12 @@ from tqdm import tqdm
 
 from blindlca.anomaly_maps import anomaly_map
 from blindlca.device import resolve_device
-from blindlca.io import load_array, save_array
+from blindlca.io import ArrayReader, save_array
 from blindlca.workflow import run
 
 
 def main(*, source: str, alpha: str, kind: str, fca: dict, device: str) -> None:
-    x = load_array(source, mmap=True)
+    x = ArrayReader(source)
     dev = resolve_device(device)
     out = np.empty((x.shape[0], *x.shape[2:]), dtype=np.float32)
     for i in tqdm(range(len(x)), desc=kind, unit="img", mininterval=5):

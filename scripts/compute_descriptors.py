@@ -3,7 +3,7 @@
 Inputs:  features (N, C, h, w), alpha (N, h, w; methods with maps), head (methods with the contrastive head)
 Outputs: descriptors (N, D) float32 .npy
 Params:  source (head | backbone | mean | anomaly_clustering), descriptor (tau, blur_kernel, blur_sigma),
-         anomaly_clustering (tau), device
+         anomaly_clustering (tau), device; resources: batch_images (images per batch)
 """
 
 import torch
@@ -13,7 +13,7 @@ from blindlca.contrastive import ContrastiveHead
 from blindlca.descriptors import descriptors_of
 from blindlca.device import resolve_device
 from blindlca.features import minmax_scale
-from blindlca.io import load_array, save_array
+from blindlca.io import ArrayReader, load_array, save_array
 from blindlca.workflow import run
 
 
@@ -27,12 +27,15 @@ def main(
     device: str,
     alpha: str | None = None,
     head: str | None = None,
+    batch_images: int = 16,
 ) -> None:
     dev = resolve_device(device)
-    feats = load_array(features, mmap=True)
+    feats = ArrayReader(features)
     if source == "anomaly_clustering":
+        # Its nearest-neighbour search compares every patch with every other image's: it reads them all.
+        whole = feats[0 : len(feats)]
         save_array(
-            descriptors, anomaly_clustering_descriptors(feats, tau=anomaly_clustering["tau"], device=dev)
+            descriptors, anomaly_clustering_descriptors(whole, tau=anomaly_clustering["tau"], device=dev)
         )
         return
     transform = None
@@ -43,7 +46,9 @@ def main(
         net.to(dev).eval()
         transform = lambda f: net(minmax_scale(f))  # noqa: E731 (H takes scaled features)
     maps = load_array(alpha) if source != "mean" else None
-    save_array(descriptors, descriptors_of(feats, maps, transform=transform, device=dev, **descriptor))
+    options = descriptor if maps is not None else {}
+    out = descriptors_of(feats, maps, transform=transform, batch_size=batch_images, device=dev, **options)
+    save_array(descriptors, out)
 
 
 run(main, globals())

@@ -1,24 +1,27 @@
-"""Residuals R_i = scaled F_i - Decoder(mu(scaled F_i)) of every image.
+"""Residuals R_i = scaled F_i - Decoder(mu(scaled F_i)) of every image, a batch at a time.
 
 Inputs:  features (N, C, h, w), model
 Outputs: residuals (N, C, h, w) float32 .npy
-Params:  batch_size, device
+Params:  device; resources: batch_images (images per batch)
 """
 
 import torch
 
 from blindlca.device import resolve_device
-from blindlca.io import load_array, save_array
-from blindlca.vae import FeatureVAE, compute_residuals
+from blindlca.io import ArrayReader, array_writer
+from blindlca.vae import FeatureVAE, iter_residuals
 from blindlca.workflow import run
 
 
-def main(*, features: str, model: str, residuals: str, batch_size: int, device: str) -> None:
+def main(*, features: str, model: str, residuals: str, device: str, batch_images: int = 16) -> None:
     saved = torch.load(model, map_location="cpu", weights_only=True)
     net = FeatureVAE(**saved["config"])
     net.load_state_dict(saved["state_dict"])
     net.to(resolve_device(device)).eval()
-    save_array(residuals, compute_residuals(net, load_array(features, mmap=True), batch_size=batch_size))
+    feats = ArrayReader(features)
+    with array_writer(residuals, feats.shape) as out:
+        for r in iter_residuals(net, feats, batch_size=batch_images):
+            out.write(r)
 
 
 run(main, globals())

@@ -1,7 +1,7 @@
 """Extract raw WideResNet-50-2 features for every image of a category.
 
 Inputs:  index, weights (absent for random weights)
-Outputs: features (N, 512, h, w) float32 .npy, rows in index order
+Outputs: features (N, 512, h, w) float32 .npy, rows in index order, written batch by batch
 Params:  root, backbone (layer, image_size, batch_size), seed, device
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from blindlca.data import load_rgb, read_index
 from blindlca.device import resolve_device
-from blindlca.features import build_backbone, extract_features
-from blindlca.io import save_array
+from blindlca.features import build_backbone, iter_features
+from blindlca.io import array_writer
 from blindlca.workflow import run
 
 
@@ -32,7 +32,7 @@ def main(
     net = build_backbone(weights, layer=backbone["layer"], seed=seed)
     dev = resolve_device(device)
     log.info("%d images, %d px, on %s", len(paths), backbone["image_size"], dev)
-    out = extract_features(
+    batches = iter_features(
         net,
         paths,
         load=load_rgb,
@@ -40,8 +40,12 @@ def main(
         batch_size=backbone["batch_size"],
         device=dev,
     )
-    log.info("features %s", out.shape)
-    save_array(features, out)
+    first = next(batches)
+    with array_writer(features, (len(paths), *first.shape[1:])) as out:
+        out.write(first)
+        for batch in batches:
+            out.write(batch)
+    log.info("features (%d, %s)", len(paths), ", ".join(map(str, first.shape[1:])))
 
 
 run(main, globals())

@@ -3,6 +3,7 @@
 Inputs:  features (N, C, h, w), alpha (N, h, w), index (for K when n_clusters = labels)
 Outputs: head     torch file {state_dict, config, summary}
 Params:  contrastive (METHOD.md step 5), descriptor (step 4), n_clusters, seed, device
+         resources: batch_images (images read at once / kept in the pixel cache)
 """
 
 import logging
@@ -14,7 +15,7 @@ from blindlca.contrastive import train_head
 from blindlca.data import read_index
 from blindlca.descriptors import descriptors_of
 from blindlca.device import resolve_device
-from blindlca.io import atomic_path, load_array
+from blindlca.io import ArrayReader, atomic_path, load_array
 from blindlca.workflow import run
 
 
@@ -29,14 +30,24 @@ def main(
     n_clusters: str | int,
     seed: int,
     device: str,
+    batch_images: int = 16,
 ) -> None:
     log = logging.getLogger("blindlca")
     dev = resolve_device(device)
-    feats, maps = load_array(features, mmap=True), load_array(alpha)
+    feats, maps = ArrayReader(features), load_array(alpha)
     k = number_of_clusters(n_clusters, [r.cls for r in read_index(index)])
-    raw = descriptors_of(feats, maps, device=dev, **descriptor)  # neighbours come from raw features
+    # Neighbours and the threshold come from descriptors of the raw features.
+    raw = descriptors_of(feats, maps, batch_size=batch_images, device=dev, **descriptor)
     net, summary = train_head(
-        feats, maps, raw, n_clusters=k, **contrastive, seed=seed, device=dev, log=log.info
+        feats,
+        maps,
+        raw,
+        n_clusters=k,
+        **contrastive,
+        seed=seed,
+        device=dev,
+        cache_images=batch_images,
+        log=log.info,
     )
     config = {"channels": feats.shape[1], "hidden": contrastive["hidden"], "d_out": contrastive["d_out"]}
     with atomic_path(head, suffix=".pt") as tmp:

@@ -10,14 +10,14 @@ import logging
 import torch
 
 from blindlca.device import resolve_device
-from blindlca.io import atomic_path, load_array
+from blindlca.io import ArrayReader, atomic_path
 from blindlca.vae import train_vae
 from blindlca.workflow import run
 
 
 def main(*, features: str, model: str, vae: dict, seed: int, device: str) -> None:
     log = logging.getLogger("blindlca")
-    feats = load_array(features, mmap=True)
+    feats = ArrayReader(features)
     net, history = train_vae(feats, **vae, seed=seed, device=resolve_device(device), log=log.info)
     config = {"channels": feats.shape[1], "hidden": vae["hidden"], "latent": vae["latent"]}
     with atomic_path(model, suffix=".pt") as tmp:

@@ -12,15 +12,16 @@ from torch import nn
 from blindlca.contrastive import (
     ContrastiveHead,
     PixelPools,
+    PixelSource,
     contrastive_loss,
     neighbour_sets,
     normal_threshold,
     project,
-    scaled_pixels,
     similarity,
     train_head,
 )
 from blindlca.features import minmax_scale
+from blindlca.io import ArrayReader, save_array
 
 
 def test_default_head_architecture():
@@ -235,14 +236,18 @@ def test_pixel_pools_from_literal_map():
     assert [p.tolist() for p in pools.neg] == [[0, 4], [10]]
 
 
-def test_scaled_pixels_layout_and_batch_invariance():
+@pytest.mark.parametrize("cache_images", [1, 2, 8])
+def test_pixel_source_gathers_scaled_pixels_in_order(tmp_path, cache_images):
     features = np.random.default_rng(1).standard_normal((3, 4, 2, 3)).astype(np.float32)
+    save_array(tmp_path / "f.npy", features)
     expected = minmax_scale(torch.from_numpy(features)).permute(0, 2, 3, 1).reshape(-1, 4)
-    for bs in (1, 2, 8):
-        got = scaled_pixels(features, device=torch.device("cpu"), batch_size=bs)
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    # Row index = image * H * W + pixel: image 2, pixel (1, 0) -> 2 * 6 + 3.
-    torch.testing.assert_close(got[15], expected.reshape(3, 2, 3, 4)[2, 1, 0], rtol=0, atol=0)
+    # Row index = image * H * W + pixel: image 2, pixel (1, 0) -> 2 * 6 + 3 = 15; mixed order, repeats.
+    index = torch.tensor([15, 0, 7, 15, 5, 12, 1])
+    for source in (features, ArrayReader(tmp_path / "f.npy")):
+        pixels = PixelSource(source, device=torch.device("cpu"), cache_images=cache_images)
+        torch.testing.assert_close(pixels.gather(index), expected[index], rtol=0, atol=0)
+        torch.testing.assert_close(pixels.gather(index[:1]), expected.reshape(3, 2, 3, 4)[2, 1, 0][None])
+        assert len(pixels._cache) <= cache_images
 
 
 def _category():

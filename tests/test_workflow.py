@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -234,8 +235,77 @@ def test_complete_run_plans_nothing(run_dir):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_same_seed_gives_identical_results(run_dir, tmp_path):
-    snakemake(tmp_path)
+def planned(workdir: Path, config: dict, *args: str) -> dict[str, int]:
+    """Jobs a dry run would execute, counted per rule."""
+    out = snakemake(workdir, "-n", *args, config=config).stdout
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M) if rule != "total"}
+
+
+def test_changing_tau_reruns_only_what_uses_it(run_dir):
+    jobs = planned(run_dir, {**TINY, "descriptor": {"tau": 0.004}})
+    # ours: the head (its neighbours come from tau-weighted descriptors), descriptors, clusters and metrics
+    # of both categories; mean_pool does not use tau; features, VAE, residuals and maps stay.
+    assert jobs == {
+        "train_head": 2,
+        "compute_descriptors": 2,
+        "cluster_images": 2,
+        "evaluate_clusters": 2,
+        "aggregate_metrics": 1,
+        "summarize": 1,
+        "all": 1,
+    }
+
+
+def test_changing_patch_size_reruns_maps_and_later(run_dir):
+    jobs = planned(run_dir, {**TINY, "fca": {"patch_size": 5}})
+    assert jobs == {
+        "compute_anomaly_maps": 2,
+        "export_anomaly_maps": 2,
+        "evaluate_localization": 2,
+        "train_head": 2,
+        "compute_descriptors": 2,
+        "cluster_images": 2,
+        "evaluate_clusters": 2,
+        "aggregate_metrics": 1,
+        "summarize": 1,
+        "all": 1,
+    }
+
+
+def test_library_change_reruns_the_rules_that_import_it(run_dir, tmp_path):
+    copy = tmp_path / "workflow"
+    copy.mkdir()
+    for name in ("Snakefile", "rules", "scripts", "config", "envs", "profiles", "blindlca"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, copy / name)
+    sm = [sys.executable, "-m", "snakemake", "-s", str(copy / "Snakefile"), "--directory", str(run_dir)]
+    cfg = run_dir / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+
+    def jobs() -> dict[str, int]:
+        out = subprocess.run(
+            [*sm, "--configfile", str(cfg), "-n"], capture_output=True, text=True, check=True
+        )
+        return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M) if r != "total"}
+
+    assert jobs() == {}  # the copy is the same code: nothing to do
+    with open(copy / "blindlca/clustering.py", "a") as fh:
+        fh.write("\n# a change\n")
+    assert jobs() == {
+        "cluster_images": 4,
+        "evaluate_clusters": 4,
+        "aggregate_metrics": 2,
+        "summarize": 1,
+        "all": 1,
+    }
+
+
+def test_same_seed_gives_identical_results_also_without_gpu(run_dir, tmp_path):
+    # --resources gpu=0: the GPU rules ask for no GPU and run on the CPU instead of waiting.
+    snakemake(tmp_path, "--resources", "gpu=0")
     for method in ("ours", "mean_pool"):
         for cat in CATEGORIES:
             rel = f"results/synthetic/{method}/clusters/{cat}.csv"

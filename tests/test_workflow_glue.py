@@ -42,6 +42,24 @@ def _snakemake(tmp_path, *, log=True, threads=1):
     )
 
 
+def test_run_passes_the_resources_main_names_and_hides_gpus_when_granted_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    smk = _snakemake(tmp_path)
+    smk.resources = Params(fromdict={"gpu": 0, "batch_images": 4, "tmpdir": "/tmp"})
+    seen = {}
+
+    def main(*, features, maps, result, k, cfg, batch_images=16):
+        seen["batch_images"] = batch_images
+
+    run(main, {"snakemake": smk})
+    assert seen == {"batch_images": 4}  # tmpdir and gpu are not parameters of main: not passed
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    smk.resources = Params(fromdict={"gpu": 1})
+    run(main, {"snakemake": smk})
+    assert seen == {"batch_images": 16} and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+
+
 def test_run_under_snakemake_passes_named_arguments_and_logs(tmp_path):
     seen = {}
 
