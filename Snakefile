@@ -14,6 +14,9 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 validate(config, "config/schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/dataset.smk"
 include: "rules/features.smk"
@@ -23,6 +26,7 @@ include: "rules/contrastive.smk"
 include: "rules/descriptors.smk"
 include: "rules/clustering.smk"
 include: "rules/metrics.smk"
+include: "rules/report.smk"
 
 
 wildcard_constraints:

@@ -1,13 +1,22 @@
-"""Benchmarks anyone can rerun: `python -m blindlca.benchmark stages results/synthetic`.
+"""Benchmarks anyone can rerun: `python -m blindlca.benchmark {stages results/synthetic | fca}`.
 
 `stages` gathers the Snakemake `benchmark:` files of a finished run into one table per rule
 (jobs, total and mean wall seconds, peak resident memory), slowest first.
+
+`fca` times `blindlca.fca.fca` against the plain sort-based `fca_reference` in one process
+(alternating runs, medians) on a random (1, C, S, S) map, and reports the largest deviation
+relative to the map maximum and the peak memory of each: on the CPU the peak resident-memory
+increase of one call in a fresh subprocess, on CUDA `torch.cuda.max_memory_allocated`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import statistics
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -51,14 +60,166 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------- fca
+
+FCA_IMPLEMENTATIONS = ("fca_reference", "fca")  # straightforward, fast
+
+
+def _fca_input(size: int, channels: int):
+    import torch
+
+    return torch.randn(1, channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _fca_function(name: str):
+    from blindlca import fca
+
+    return getattr(fca, name)
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def fca_peak_rss_child(name: str, size: int, channels: int, threads: int) -> float:
+    """Peak resident-memory increase (MB) of one call, measured in this (fresh) process.
+
+    Linux only (reads /proc/self/status); NaN elsewhere.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    fn, x = _fca_function(name), _fca_input(size, channels)
+    fn(x[:, :2])  # first-call set-up (thread pool, kernels) is not the call's memory
+    try:
+        before = _status_mb("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # reset VmHWM to the current resident size
+        except OSError:
+            pass  # then VmHWM may still hold an earlier, higher peak: an upper bound
+        fn(x)
+        return _status_mb("VmHWM") - before
+    except OSError:
+        return float("nan")
+
+
+def fca_peak_rss_mb(name: str, size: int, channels: int, threads: int) -> float:
+    """Run `fca_peak_rss_child` in a fresh interpreter (Linux: reads /proc/self/status)."""
+    code = (
+        "import sys; from blindlca.benchmark import fca_peak_rss_child as f; "
+        "print(f(sys.argv[1], *map(int, sys.argv[2:])))"
+    )
+    args = [sys.executable, "-c", code, name, str(size), str(channels), str(threads)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
+
+
+def fca_compare(size: int, channels: int, repeats: int, device: str) -> dict:
+    """Alternating timings of both implementations on one device, deviation and CUDA peaks."""
+    import torch
+
+    x = _fca_input(size, channels).to(device)
+    cuda = x.device.type == "cuda"
+
+    def run(name: str):
+        fn = _fca_function(name)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start_bytes = torch.cuda.memory_allocated() if cuda else 0
+        t0 = time.perf_counter()
+        out = fn(x)
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        peak = (torch.cuda.max_memory_allocated() - start_bytes) / 2**20 if cuda else float("nan")
+        return out, seconds, peak
+
+    for name in FCA_IMPLEMENTATIONS:  # warm-up: lazy initialisation, kernel caches
+        _fca_function(name)(x[:, : min(channels, 8)])
+    seconds = {name: [] for name in FCA_IMPLEMENTATIONS}
+    peaks = {}
+    for _ in range(repeats):
+        outs = {}
+        for name in FCA_IMPLEMENTATIONS:
+            outs[name], s, peaks[name] = run(name)
+            seconds[name].append(s)
+    ref, fast = outs["fca_reference"].double(), outs["fca"].double()
+    deviation = ((fast - ref).abs().max() / ref.abs().max()).item()
+    return {"device": str(x.device), "seconds": seconds, "deviation": deviation, "peak_mb": peaks}
+
+
+def fca_devices(device: str) -> list[str]:
+    import torch
+
+    if device == "auto":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available")
+    return [device]
+
+
+def format_fca(results: list[dict]) -> str:
+    lines = [
+        "| device | straightforward s | fast s | speed-up | max deviation / max | "
+        "peak MB straightforward | peak MB fast |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        ref_s = statistics.median(r["seconds"]["fca_reference"])
+        fast_s = statistics.median(r["seconds"]["fca"])
+        lines.append(
+            f"| {r['device']} | {ref_s:.3f} | {fast_s:.3f} | {ref_s / fast_s:.1f}x | {r['deviation']:.1e} | "
+            f"{r['peak_mb']['fca_reference']:.0f} | {r['peak_mb']['fca']:.0f} |"
+        )
+    lines.append("")
+    lines.append("all times (s), in run order:")
+    for r in results:
+        for name in FCA_IMPLEMENTATIONS:
+            lines.append(f"  {r['device']} {name}: " + " ".join(f"{s:.3f}" for s in r["seconds"][name]))
+    return "\n".join(lines)
+
+
+def fca_benchmark(size: int, channels: int, repeats: int, threads: int, device: str) -> str:
+    import torch
+
+    torch.set_num_threads(threads)
+    results = []
+    for dev in fca_devices(device):
+        r = fca_compare(size, channels, repeats, dev)
+        if dev == "cpu":
+            r["peak_mb"] = {
+                name: fca_peak_rss_mb(name, size, channels, threads) for name in FCA_IMPLEMENTATIONS
+            }
+        results.append(r)
+    header = (
+        f"FCA of torch.randn(1, {channels}, {size}, {size}), float32; median of {repeats} alternating runs; "
+        f"{threads} CPU threads; CPU peak = resident-memory increase of one call in a fresh process"
+    )
+    return header + "\n\n" + format_fca(results)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m blindlca.benchmark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     stages = sub.add_parser("stages", help="per-rule times of a finished run")
     stages.add_argument("run_dir", help="results/<dataset> of a finished run")
+    fca = sub.add_parser("fca", help="fast FCA against the plain sort-based one")
+    fca.add_argument("--size", type=int, default=64, help="map height and width (default 64)")
+    fca.add_argument("--channels", type=int, default=512, help="channels (default 512)")
+    fca.add_argument("--repeats", type=int, default=5, help="timed runs of each (default 5)")
+    fca.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    fca.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: auto")
     args = parser.parse_args(argv)
     if args.command == "stages":
         print(format_table(stage_table(args.run_dir)))
+    elif args.command == "fca":
+        print(fca_benchmark(args.size, args.channels, args.repeats, args.threads, args.device))
 
 
 if __name__ == "__main__":

@@ -118,11 +118,35 @@ def cluster(
     return canonical_labels(_FITTERS[algorithm](x, int(n_clusters), seed))
 
 
-def number_of_clusters(setting: str | int, classes: Sequence[str]) -> int:
-    """K from the `clustering.n_clusters` setting: `labels` counts the distinct classes (the paper's
-    protocol, "good" included); an integer is used as it is."""
+def number_of_clusters(
+    setting: str | int,
+    classes: Sequence[str],
+    descriptors: np.ndarray | None = None,
+    *,
+    k_rule: str = "silhouette",
+    k_max: int = 10,
+    seed: int = 42,
+) -> int:
+    """K from the `clustering.n_clusters` setting.
+
+    `labels` counts the distinct classes (the paper's protocol, "good" included); `auto` chooses K from
+    the descriptors alone with `k_rule` (see blindlca.kselect); an integer is used as it is.
+    """
     if setting == "labels":
+        if not any(classes):
+            raise ValueError(
+                "clustering.n_clusters is 'labels' but the images have no classes (a plain folder, not MVTec "
+                "layout): set clustering.n_clusters to auto or to a number"
+            )
         return len(set(classes))
+    if setting == "auto":
+        if descriptors is None:
+            raise ValueError("clustering.n_clusters auto needs the descriptors")
+        from blindlca.kselect import select_k  # imported here: only auto needs it
+
+        return select_k(descriptors, k_max=k_max, rule=k_rule, seed=seed)
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ValueError(f"clustering.n_clusters must be 'labels' or a positive integer, got {setting!r}")
+        raise ValueError(
+            f"clustering.n_clusters must be 'labels', 'auto' or a positive integer, got {setting!r}"
+        )
     return setting

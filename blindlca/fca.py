@@ -6,6 +6,9 @@ compared rank by rank with that reference; the absolute differences are mapped b
 patch positions that hold those ranks, averaged over channels, smoothed, weighted by a
 Gaussian window and overlap-added onto the image.
 
+`fca` computes the patch ranks without sorting (see its docstring); `fca_reference` is the
+plain sort-based implementation with the same result, kept for benchmarks and tests.
+
 Precision: float64 inputs are computed in float64; every other dtype (float32, float16,
 bfloat16, integers) is computed in float32. Outputs are returned in the input dtype when the
 input is floating point, and in float32 otherwise. Outputs live on the input's device.
@@ -13,12 +16,21 @@ input is floating point, and in float32 otherwise. Outputs live on the input's d
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from blindlca.filters import gaussian_blur, gaussian_kernel2d
 
-__all__ = ["border_width", "fca", "postprocess", "reference_distribution", "residual_magnitude"]
+__all__ = [
+    "border_width",
+    "fca",
+    "fca_reference",
+    "postprocess",
+    "reference_distribution",
+    "residual_magnitude",
+]
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -67,12 +79,221 @@ def reference_distribution(x: torch.Tensor, *, patch_size: int = 7) -> torch.Ten
     nh, nw = h // p, w // p
     xw = x.to(_work_dtype(x.dtype))[:, :, : nh * p, : nw * p]
     tiles = xw.reshape(b, c, nh, p, nw, p).permute(0, 1, 2, 4, 3, 5).reshape(b, c, nh * nw, p * p)
-    tiles = torch.sort(tiles, dim=-1).values
-    # torch.median returns the lower middle value; sort over tiles and average the middle pair.
-    tiles = torch.sort(tiles, dim=2).values
+    # Rank k of every tile, then the median over tiles of each rank. torch.median returns the
+    # lower middle value, so take the middle pair with kthvalue (which orders like sort: NaN
+    # last) and average it.
+    ranked = torch.sort(tiles, dim=-1).values.transpose(2, 3).contiguous()  # (B, C, P*P, tiles)
     n = nh * nw
-    ref = 0.5 * (tiles[:, :, (n - 1) // 2] + tiles[:, :, n // 2])
+    lower = torch.kthvalue(ranked, (n - 1) // 2 + 1, dim=-1).values
+    upper = lower if n % 2 else torch.kthvalue(ranked, n // 2 + 1, dim=-1).values
+    ref = 0.5 * (lower + upper)
     return ref.to(_out_dtype(x.dtype))
+
+
+def _check_fca_args(features: torch.Tensor, patch_size: int, k_s: int, channel_chunk: int) -> None:
+    _check_odd_positive("patch_size", patch_size)
+    _check_odd_positive("k_s", k_s)
+    if k_s // 2 >= patch_size:
+        raise ValueError(
+            f"k_s // 2 must be < patch_size for reflect padding of the error grid, "
+            f"got k_s = {k_s}, patch_size = {patch_size}"
+        )
+    if channel_chunk < 1:
+        raise ValueError(f"channel_chunk must be positive, got {channel_chunk}")
+    _check_maps(features, patch_size, "fca")
+
+
+def _overlap_add(err: torch.Tensor, h: int, w: int, p: int, sigma_p: float, k_s: int, sigma_s: float):
+    """(B, P*P, H*W) mean error grids -> (B, H, W): smooth each grid, weight, overlap-add, crop."""
+    b, pp, n_pix = err.shape
+    r = p // 2
+    weight = gaussian_kernel2d(p, sigma_p, dtype=err.dtype, device=err.device)  # (P, P)
+    grids = err.transpose(1, 2).reshape(b * n_pix, 1, p, p)
+    grids = gaussian_blur(grids, k_s, sigma_s) * weight
+    cols = grids.reshape(b, n_pix, pp).transpose(1, 2)  # (B, PP, H*W), fold layout
+    acc = F.fold(cols, (h + 2 * r, w + 2 * r), p)
+    return acc[:, 0, r : r + h, r : r + w]
+
+
+# How the fast `fca` works. The rank of pixel q in a patch is the number of patch pixels that
+# come before it in the stable sort order (smaller value, or equal value earlier in raster
+# order). With first[d, q] = 1 where the pixel at displacement d from q comes before q, the
+# rank of q in the patch that holds it at position (a, b) is the sum of first[d, q] over the
+# P x P box of displacements (-a .. P-1-a, -b .. P-1-b) within the (2P-1) x (2P-1) grid of
+# displacements. So: compare every padded pixel with its (2P-1)^2 neighbours once (half of the
+# comparisons follow from the other half by symmetry), take all P*P box sums at once as
+# separable window sums in 8-bit integers, gather r_c[rank] and subtract. The maps of a chunk
+# are flattened row-major with a zero margin, so every displacement is a memory offset and
+# every step is one strided tensor operation on the whole chunk (the same code on CPU and GPU).
+
+# Scratch bytes per chunk of maps, by device type: enough work per operation to amortise its
+# overhead (on the CPU also the synchronisation of its threads, on a GPU the kernel launches),
+# little enough to stay at about half the memory of `fca_reference` or less.
+_SCRATCH_BYTES = {"cpu": 32 << 20, "cuda": 96 << 20}
+
+
+def _count_dtype(p: int) -> torch.dtype:
+    """Smallest integer dtype that holds ranks 0 .. P*P - 1."""
+    if p * p <= 1 << 8:
+        return torch.uint8
+    return torch.int16 if p * p <= 1 << 15 else torch.int32
+
+
+class _Scratch:
+    """Named scratch tensors for a chunk of maps, carved out of one reused byte buffer.
+
+    The rank phase (comparison planes, window sums) and the lookup phase (gather indices,
+    errors) are never alive together, so both start at byte 0; the ranks connect them and
+    come after both. Item ``name`` takes bytes [offset, offset + size) of each map's share;
+    the buffer stores it at [offset * rows, ...) for all maps back to back, so that its view for
+    the first n maps is contiguous.
+    """
+
+    def __init__(self, p: int, hp: int, wp: int, dtype: torch.dtype):
+        d, c, m, count = 2 * p - 1, p - 1, hp * wp, _count_dtype(p)
+        planes = c * (wp + 1) + m  # one plane per displacement, with a margin in front
+        self.layout: dict[str, tuple[int, tuple[int, ...], torch.dtype]] = {}
+        at = self._place([("first", (d * d, planes), torch.uint8)])
+        # The pair sums of the window sums reuse the bytes of the mirrored planes, dead by then.
+        shared = [("mirrored", (c * d + c, planes), torch.uint8), ("pairs", (d, d - 1, m), count)]
+        shared.append(("column_pairs", (d - 1, p, m), count))
+        rank_end = max(self._place([item], at) for item in shared)
+        rank_items = [("rows", (d, p, m), count)]
+        if count != torch.uint8:
+            rank_items.append(("counts", (d, d, m), count))  # patches over 15 x 15
+        rank_end = self._place(rank_items, rank_end)
+        lookup_end = self._place([("index", (p * p * m,), torch.int64), ("err", (p, p, m), dtype)])
+        self.bytes_per_map = self._place([("ranks", (p, p, m), count)], max(rank_end, lookup_end))
+        self.rows = 0
+
+    @staticmethod
+    def _size(shape: tuple[int, ...], dtype: torch.dtype) -> int:
+        return -(-math.prod(shape) * dtype.itemsize // 8) * 8  # keeps every item 8-byte aligned
+
+    def _place(self, items: list, start: int = 0) -> int:
+        for name, shape, dtype in items:
+            self.layout[name] = (start, shape, dtype)
+            start += self._size(shape, dtype)
+        return start
+
+    def allocate(self, rows: int, device: torch.device) -> None:
+        self.rows = rows
+        self.buffer = torch.empty(rows * self.bytes_per_map, dtype=torch.uint8, device=device)
+
+    def __call__(self, name: str, n: int) -> torch.Tensor:
+        """(n, *shape) view of item ``name`` for the first n <= rows maps."""
+        start, shape, dtype = self.layout[name]
+        start, size = start * self.rows, math.prod(shape) * dtype.itemsize
+        return self.buffer[start : start + n * size].view(dtype).view(n, *shape)
+
+
+def _box_sums(t: torch.Tensor, dim: int, p: int, out: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Sums of ``p`` consecutive entries along ``dim`` (of size 2P - 1): out[i] = t[i] + ... + t[i+P-1].
+
+    ``pairs`` (size 2P - 2 along ``dim``) is scratch: pairs[j] = t[j] + t[j+1], then
+    out[i] = pairs[i] + pairs[i+2] + ... + pairs[i+P-3] + t[i+P-1]. Few, large operations.
+    """
+    if p == 1:
+        return out.copy_(t)
+    torch.add(t.narrow(dim, 0, 2 * p - 2), t.narrow(dim, 1, 2 * p - 2), out=pairs)
+    torch.add(pairs.narrow(dim, 0, p), t.narrow(dim, p - 1, p), out=out)
+    for k in range(2, p - 1, 2):
+        out.add_(pairs.narrow(dim, k, p))
+    return out
+
+
+def _patch_errors(ext: torch.Tensor, ordered: torch.Tensor, ref: torch.Tensor, p: int, wp: int, scratch):
+    """|value - r[rank]| of every padded pixel in each of the P*P patches that hold it.
+
+    Args:
+        ext: (N, M + 2E) maps after reflect padding (Hp x Wp, M = Hp * Wp), flattened row-major,
+            with E = (P-1)(Wp+1) zeros on each side: the pixel at displacement (di, dj) from
+            padded pixel q is at E + q + di * Wp + dj.
+        ordered: (N, M + 2E) uint8, 1 where ``ext`` is not NaN.
+        ref: (N, P*P) sorted reference values.
+        scratch: `_Scratch` allocated for at least N maps.
+
+    Returns:
+        (N, P, P, M) view into the scratch: [n, i, j, q] is the error of padded pixel q in the
+        patch that holds q at patch position (P-1-i, P-1-j) (garbage where there is no such patch).
+    """
+    n, size = ext.shape
+    c, d = p - 1, 2 * p - 1
+    e = c * (wp + 1)
+    m = size - 2 * e
+
+    def neighbours(t: torch.Tensor) -> torch.Tensor:
+        """view[:, i, j, q]: the entry at displacement (i - c, j - c) from padded pixel q."""
+        return t.as_strided((n, d, d, m), (t.stride(0), wp, 1, 1), t.storage_offset())
+
+    planes = scratch("first", n)  # (N, D*D, E + M), displacement planes in raster order
+    first = planes[:, :, e:].unflatten(1, (d, d))
+    # Displacements from (0, 0) on in raster order: the neighbour comes first iff it is strictly
+    # smaller (NaN compares False, as it sorts last). The centre itself gets 0.
+    centre = ext[:, None, None, e : e + m]
+    torch.lt(neighbours(ext)[:, c:], centre, out=first[:, c:].view(torch.bool))
+    # Displacements before (0, 0): the neighbour q' = q + d comes first unless q comes first from
+    # q' (plane -d at q'), and unless it is NaN. Plane -d is read from a mirrored copy of the
+    # planes; zeroed margins keep every entry 0 or 1, hence every rank in range.
+    planes[:, :, :e].zero_()
+    mirror = torch.arange(d * d - 1, d * d - 1 - (c * d + c), -1, device=ext.device)
+    mirrored = torch.index_select(planes, 1, mirror, out=scratch("mirrored", n))
+    s0, s1 = mirrored.stride(0), mirrored.stride(1)
+    minus_d = mirrored.as_strided((n, c, d, m), (s0, d * s1 + wp, s1 + 1, 1))  # rows above
+    torch.sub(neighbours(ordered)[:, :c], minus_d, out=first[:, :c])
+    offset = mirrored.storage_offset() + c * d * s1 + c * wp
+    minus_d = mirrored.as_strided((n, c, m), (s0, s1 + 1, 1), offset)  # left, same row
+    torch.sub(neighbours(ordered)[:, c, :c], minus_d, out=first[:, c, :c])
+    counts = scratch("counts", n).copy_(first) if "counts" in scratch.layout else first
+    # Box sums, along displacement columns, then rows. Box (i, j) starts at displacement
+    # (i - c, j - c): the patch that holds q at position (P-1-i, P-1-j).
+    rows = _box_sums(counts, 2, p, scratch("rows", n), scratch("pairs", n))
+    ranks = _box_sums(rows, 1, p, scratch("ranks", n), scratch("column_pairs", n))
+    index = scratch("index", n).copy_(ranks.view(n, -1))
+    err = torch.gather(ref, 1, index, out=scratch("err", n).view(n, -1)).view(n, p, p, m)
+    return err.sub_(centre).abs_()
+
+
+def _error_grids(x: torch.Tensor, ref: torch.Tensor, p: int, channel_chunk: int) -> torch.Tensor:
+    """Channel sums of the P x P error grids of every patch: (B, C, H, W) -> (B, P*P, H*W)."""
+    b, c, h, w = x.shape
+    r, pp = p // 2, p * p
+    hp, wp = h + 2 * r, w + 2 * r
+    m, e = hp * wp, (p - 1) * (wp + 1)
+    ext = F.pad(F.pad(x, (r, r, r, r), mode="reflect").reshape(b, c, m), (e, e))
+    ordered = ext.isnan().logical_not_().view(torch.uint8)
+
+    # A chunk is part of one image's channels, or all channels of a few images (contiguous rows).
+    scratch = _Scratch(p, hp, wp, x.dtype)
+    budget = _SCRATCH_BYTES.get(x.device.type, _SCRATCH_BYTES["cpu"])
+    rows = max(1, budget // scratch.bytes_per_map)
+    n_ch = max(1, min(c, channel_chunk, rows))
+    n_img = max(1, min(b, rows // c)) if n_ch == c else 1
+    scratch.allocate(n_img * n_ch, x.device)
+    chunk_sum = x.new_empty(n_img, p, p, m)
+    total = x.new_zeros(b, p, p, m)
+    for i0 in range(0, b, n_img):
+        i1 = min(i0 + n_img, b)
+        for c0 in range(0, c, n_ch):
+            c1 = min(c0 + n_ch, c)
+            k = (i1 - i0) * (c1 - c0)
+            err = _patch_errors(
+                ext[i0:i1, c0:c1].reshape(k, -1),
+                ordered[i0:i1, c0:c1].reshape(k, -1),
+                ref[i0:i1, c0:c1].reshape(k, pp),
+                p,
+                wp,
+                scratch,
+            )
+            total[i0:i1] += torch.sum(err.view(i1 - i0, c1 - c0, p, p, m), 1, out=chunk_sum[: i1 - i0])
+    # The patch with top-left padded pixel s holds pixel s + a * Wp + b at patch position (a, b).
+    total = total.flip(1, 2)
+    st = total.stride()
+    t = (h - 1) * wp + w
+    grids = total.as_strided((b, p, p, t), (st[0], st[1] + wp, st[2] + 1, 1))
+    # Keep the patches of real pixels: top-left flat index s = i * Wp + j with j < W.
+    grids = F.pad(grids.reshape(b, pp, t), (0, h * wp - t)).view(b, pp, h, wp)[..., :w]
+    return grids.reshape(b, pp, h * w)
 
 
 def fca(
@@ -94,28 +315,55 @@ def fca(
     a normalised P x P Gaussian of ``sigma_p`` and overlap-added onto the pixels it covers;
     contributions falling outside the image are discarded.
 
+    Nothing is sorted: the rank of a pixel within a patch is the number of patch pixels that
+    come before it in the stable order. Comparing each padded pixel with its (2P-1)^2
+    neighbours once gives, for every patch containing it, that count as a P x P box sum over
+    the displacements, computed for all boxes at once as separable window sums in 8-bit
+    integers; the error is then ``|value - r_c[rank]|`` (one gather). Same result as the plain
+    sort-based `fca_reference` up to float summation order, NaN and infinities included. An
+    input that requires grad (with grad enabled) goes through `fca_reference`.
+
     Args:
         features: (B, C, H, W) tensor, H and W >= patch_size.
         patch_size: odd patch side P.
         sigma_p: sigma of the P x P overlap-add weight (normalised to sum 1).
         k_s: odd side of the error-grid smoothing kernel, k_s // 2 < patch_size.
         sigma_s: sigma of the error-grid smoothing kernel.
-        channel_chunk: channels processed at once (bounds memory; does not change the result).
+        channel_chunk: at most this many channels are processed at once (bounds memory; does not
+            change the result).
 
     Returns:
         (B, H, W) score on the input's device (dtype: see module docstring).
     """
-    _check_odd_positive("patch_size", patch_size)
-    _check_odd_positive("k_s", k_s)
-    if k_s // 2 >= patch_size:
-        raise ValueError(
-            f"k_s // 2 must be < patch_size for reflect padding of the error grid, "
-            f"got k_s = {k_s}, patch_size = {patch_size}"
-        )
-    if channel_chunk < 1:
-        raise ValueError(f"channel_chunk must be positive, got {channel_chunk}")
-    _check_maps(features, patch_size, "fca")
+    _check_fca_args(features, patch_size, k_s, channel_chunk)
+    if features.requires_grad and torch.is_grad_enabled():
+        # The fast path writes into reused scratch buffers, which autograd cannot follow.
+        kwargs = dict(sigma_p=sigma_p, k_s=k_s, sigma_s=sigma_s, channel_chunk=channel_chunk)
+        return fca_reference(features, patch_size=patch_size, **kwargs)
+    p = patch_size
+    b, c, h, w = features.shape
+    x = features.to(_work_dtype(features.dtype))
+    ref = reference_distribution(x, patch_size=p)  # (B, C, PP), already in the work dtype
+    err = _error_grids(x, ref, p, channel_chunk) / c
+    return _overlap_add(err, h, w, p, sigma_p, k_s, sigma_s).to(_out_dtype(features.dtype))
 
+
+def fca_reference(
+    features: torch.Tensor,
+    *,
+    patch_size: int = 7,
+    sigma_p: float = 3.0,
+    k_s: int = 5,
+    sigma_s: float = 1.0,
+    channel_chunk: int = 64,
+) -> torch.Tensor:
+    """Plain sort-based FCA: same signature and result as `fca`, kept for benchmarks and tests.
+
+    Per image and channel chunk: reflect pad, unfold, stable sort of every patch,
+    |sorted - reference|, scattered back to the patch positions, summed over channels. Several
+    times slower than `fca` and uses several times its memory (`python -m blindlca.benchmark fca`).
+    """
+    _check_fca_args(features, patch_size, k_s, channel_chunk)
     p, r, pp = patch_size, patch_size // 2, patch_size * patch_size
     b, c, h, w = features.shape
     n_pix = h * w

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import sys
 from collections.abc import Iterator
 
@@ -41,6 +42,9 @@ def log_to(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
                     torch.cuda.is_available(),
                 )
                 yield logger
+                # ru_maxrss is exact for this process; Snakemake's benchmark samples and can miss peaks.
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                logger.info("peak RSS %.0f MB", peak)
         except BaseException:
             logger.exception("step failed")
             raise

@@ -188,10 +188,25 @@ def localization_input(wildcards):
     }
 
 
+def plot_inputs(wildcards):
+    """The method's anomaly maps, and every category's (the gallery's colour scale spans the dataset)."""
+    source = alpha_source(wildcards)
+    if source is None:
+        return {}
+    maps = [
+        res("alpha", source, f"{c}.npy").format(dataset=wildcards.dataset)
+        for c in categories(wildcards.dataset)
+    ]
+    return {"alpha": alpha_path(wildcards), "scale_maps": maps}
+
+
 def method_outputs(dataset):
     out = []
     for m in config["methods"]:
         out.append(res(m, "metrics.json").format(dataset=dataset))
+        out += [
+            res(m, "figures", c).format(dataset=dataset) for c in categories(dataset)
+        ]
         if get_method(m).alpha is not None:
             out += [
                 res(m, "anomaly_maps", c).format(dataset=dataset)

@@ -21,7 +21,7 @@ rule train_head:
     params:
         contrastive=group("contrastive"),
         descriptor=group("descriptor"),
-        n_clusters=config["clustering"]["n_clusters"],
+        n_clusters=group("clustering", "n_clusters", "k_rule", "k_max"),
         seed=config["seed"],
         device=config["device"],
         code=code_version("contrastive", "descriptors", "filters", "features", "device"),

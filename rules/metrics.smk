@@ -62,7 +62,9 @@ rule summarize:
     input:
         metrics=all_metrics(),
     output:
-        csv="results/summary.csv",
+        csv=report(
+            "results/summary.csv", caption="../report/summary.rst", category="Metrics"
+        ),
         markdown="results/summary.md",
     log:
         "results/logs/summarize.log",

@@ -2,7 +2,7 @@
 
 Inputs:  descriptors (N, D), index
 Outputs: clusters CSV with columns image, class, cluster (primary algorithm), cluster_<algorithm> (compared)
-Params:  clustering (algorithm, compare, n_clusters), seed
+Params:  clustering (algorithm, compare, n_clusters, k_rule, k_max), seed
 """
 
 import logging
@@ -15,8 +15,15 @@ from blindlca.workflow import run
 
 def main(*, descriptors: str, index: str, clusters: str, clustering: dict, seed: int) -> None:
     records = read_index(index)
-    k = number_of_clusters(clustering["n_clusters"], [r.cls for r in records])
     x = load_array(descriptors)
+    k = number_of_clusters(
+        clustering["n_clusters"],
+        [r.cls for r in records],
+        x,
+        k_rule=clustering["k_rule"],
+        k_max=clustering["k_max"],
+        seed=seed,
+    )
     columns = {"cluster": clustering["algorithm"]}
     columns.update({f"cluster_{a}": a for a in clustering["compare"] if a != clustering["algorithm"]})
     labels = {col: cluster(x, k, algorithm=alg, seed=seed) for col, alg in columns.items()}

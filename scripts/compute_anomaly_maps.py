@@ -20,7 +20,7 @@ def main(*, source: str, alpha: str, kind: str, fca: dict, device: str) -> None:
     dev = resolve_device(device)
     out = np.empty((x.shape[0], *x.shape[2:]), dtype=np.float32)
     for i in tqdm(range(len(x)), desc=kind, unit="img", mininterval=5):
-        batch = torch.from_numpy(np.array(x[i : i + 1])).to(dev)
+        batch = torch.from_numpy(np.array(x[i : i + 1], dtype=np.float32)).to(dev)
         out[i] = anomaly_map(batch, kind=kind, **fca)[0].cpu().numpy()
     save_array(alpha, out)
 

@@ -16,17 +16,25 @@ def main(
 ) -> None:
     rows = read_csv(clusters)
     classes = [r["class"] for r in rows]
+    labeled = any(classes)  # a plain folder of images has no classes: no clustering metrics
+    columns = {
+        algorithm: "cluster",
+        **{c.removeprefix("cluster_"): c for c in rows[0] if c.startswith("cluster_")},
+    }
+    scores = {
+        name: clustering_metrics(classes, [int(r[col]) for r in rows]) if labeled else {}
+        for name, col in columns.items()
+    }
     labels = [int(r["cluster"]) for r in rows]
-    result = clustering_metrics(classes, labels)
-    result.update(clustering=algorithm, n_images=len(rows), n_classes=len(set(classes)), k=len(set(labels)))
+    result = dict(scores.pop(algorithm))
+    result.update(clustering=algorithm, n_images=len(rows), k=len(set(labels)))
+    result["cluster_sizes"] = [labels.count(c) for c in sorted(set(labels))]
+    if labeled:
+        result["n_classes"] = len(set(classes))
     if localization is not None:
         result.update(load_json(localization))
-    compared = [c for c in rows[0] if c.startswith("cluster_")] if rows else []
-    if compared:
-        result["compare"] = {
-            c.removeprefix("cluster_"): clustering_metrics(classes, [int(r[c]) for r in rows])
-            for c in compared
-        }
+    if scores and labeled:
+        result["compare"] = scores
     result["backbone_weights"] = backbone_weights
     if backbone_weights == "random":
         result["warning"] = "random backbone weights (seeded), not ImageNet: not comparable to the paper"

@@ -2,7 +2,8 @@
 
 Inputs:  features (N, C, h, w), alpha (N, h, w), index (for K when n_clusters = labels)
 Outputs: head     torch file {state_dict, config, summary}
-Params:  contrastive (METHOD.md step 5), descriptor (step 4), n_clusters, seed, device
+Params:  contrastive (METHOD.md step 5), descriptor (step 4), n_clusters (n_clusters, k_rule, k_max),
+         seed, device
          resources: batch_images (images read at once / kept in the pixel cache)
 """
 
@@ -27,7 +28,7 @@ def main(
     head: str,
     contrastive: dict,
     descriptor: dict,
-    n_clusters: str | int,
+    n_clusters: dict,
     seed: int,
     device: str,
     batch_images: int = 16,
@@ -35,9 +36,17 @@ def main(
     log = logging.getLogger("blindlca")
     dev = resolve_device(device)
     feats, maps = ArrayReader(features), load_array(alpha)
-    k = number_of_clusters(n_clusters, [r.cls for r in read_index(index)])
     # Neighbours and the threshold come from descriptors of the raw features.
     raw = descriptors_of(feats, maps, batch_size=batch_images, device=dev, **descriptor)
+    k = number_of_clusters(
+        n_clusters["n_clusters"],
+        [r.cls for r in read_index(index)],
+        raw,
+        k_rule=n_clusters["k_rule"],
+        k_max=n_clusters["k_max"],
+        seed=seed,
+    )
+    log.info("threshold k-means with K = %d", k)
     net, summary = train_head(
         feats,
         maps,

@@ -65,3 +65,16 @@ def test_float64_input_gives_float32(x):
 def test_unknown_kind(x, kind):
     with pytest.raises(ValueError, match="unknown anomaly-map kind"):
         anomaly_map(x, kind=kind)
+
+
+@pytest.mark.parametrize("kind", ["fca-residuals", "l1-residuals", "fca-features"])
+def test_float16_storage_moves_alpha_by_less_than_1e_3_of_its_max(kind):
+    # Residuals are stored as float16 (scripts/compute_residuals.py); this bound is what allows it.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 64, 24, 24, generator=gen) * 0.1
+    x[:, :, 8:12, 8:12] += 0.5  # an anomaly, so the maximum means something
+    if kind == "fca-features":
+        x = x.relu() * 5.0
+    a32 = anomaly_map(x, kind=kind)
+    a16 = anomaly_map(x.half().float(), kind=kind)
+    assert (a32 - a16).abs().max() < 1e-3 * a32.max()

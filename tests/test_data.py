@@ -8,7 +8,9 @@ from PIL import Image
 
 from blindlca.data import (
     ImageRecord,
+    image_key,
     index_category,
+    is_labeled,
     list_categories,
     load_mask,
     load_rgb,
@@ -78,7 +80,7 @@ def test_index_category_exclude_classes(root):
 def test_index_category_missing_folder_names_the_path(root):
     with pytest.raises(FileNotFoundError) as err:
         index_category(root, "tile")
-    assert str(root / "tile" / "test") in str(err.value)
+    assert str(root / "tile") in str(err.value)
 
 
 def test_index_category_without_images_names_the_path(tmp_path):
@@ -174,3 +176,28 @@ def test_load_mask(tmp_path):
     # A 1-bit mask.
     Image.fromarray(m > 0).save(tmp_path / "b.png")
     np.testing.assert_array_equal(load_mask(tmp_path / "b.png"), m > 0)
+
+
+def test_plain_folders_are_unlabeled_categories(tmp_path):
+    root = tmp_path / "plain"
+    for rel in ("lot1/a.png", "lot1/sub/b.jpg", "lot1/.hidden/c.png", "lot2/x.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(root / rel)
+    (root / "lot1" / "notes.txt").write_text("not an image")
+    (root / "empty").mkdir()
+    assert list_categories(root) == ["lot1", "lot2"]
+    records = index_category(root, "lot1")
+    assert [(r.image, r.cls, r.mask) for r in records] == [("lot1/a.png", "", ""), ("lot1/sub/b.jpg", "", "")]
+    assert not is_labeled(records)
+    assert [image_key(r) for r in records] == ["a", "sub/b"]
+
+
+def test_image_key_of_mvtec_records():
+    record = ImageRecord("tile/test/crack/000.png", "crack", "tile/ground_truth/crack/000_mask.png")
+    assert image_key(record) == "crack/000" and is_labeled([record])
+
+
+def test_loose_images_in_root_get_a_hint(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(FileNotFoundError, match="a folder per category"):
+        list_categories(tmp_path)

@@ -1,4 +1,5 @@
-"""Tests for blindlca.fca against a slow, loop-based numpy reference."""
+"""Tests for blindlca.fca against a slow, loop-based numpy reference, and of the fast `fca`
+against the plain sort-based `fca_reference`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from blindlca.fca import border_width, fca, postprocess, reference_distribution, residual_magnitude
+import blindlca.fca as fca_module
+from blindlca.fca import (
+    border_width,
+    fca,
+    fca_reference,
+    postprocess,
+    reference_distribution,
+    residual_magnitude,
+)
 
 
 def _gauss2d_np(size: int, sigma: float) -> np.ndarray:
@@ -82,11 +91,12 @@ def _assert_close_rel(actual: torch.Tensor, expected: np.ndarray, rel: float) ->
         ((1, 4, 14, 14), 3, torch.float32),
     ],
 )
-def test_fca_matches_numpy_reference(shape, p, dtype):
+@pytest.mark.parametrize("impl", [fca, fca_reference])
+def test_fca_matches_numpy_reference(shape, p, dtype, impl):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
     expected = _fca_np(x.double().numpy(), p)
-    got = fca(x, patch_size=p, channel_chunk=2)
+    got = impl(x, patch_size=p, channel_chunk=2)
     assert got.dtype == dtype
     _assert_close_rel(got, expected, 1e-5)
 
@@ -104,6 +114,71 @@ def test_fca_custom_smoothing_parameters_match_reference():
     x = torch.randn(1, 2, 8, 10, generator=gen, dtype=torch.float64)
     got = fca(x, patch_size=5, sigma_p=1.5, k_s=3, sigma_s=0.7)
     _assert_close_rel(got, _fca_np(x.numpy(), 5, sigma_p=1.5, k_s=3, sigma_s=0.7), 1e-5)
+
+
+def _assert_matches_reference(x: torch.Tensor, rel: float = 1e-5, **kwargs) -> None:
+    got, expected = fca(x, **kwargs), fca_reference(x, **kwargs)
+    assert got.shape == expected.shape and got.dtype == expected.dtype and got.device == x.device
+    _assert_close_rel(got, expected.double().numpy(), rel)
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 16, 16), (2, 5, 13, 21), (1, 3, 22, 9)])
+@pytest.mark.parametrize("p", [3, 5, 7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+def test_fca_matches_fca_reference(shape, p, dtype, ties):
+    gen = torch.Generator().manual_seed(10 + p)
+    if ties:  # few integer values: most comparisons are ties, broken by raster order
+        x = torch.randint(0, 4, shape, generator=gen).to(dtype)
+    else:
+        x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    _assert_matches_reference(x, patch_size=p, k_s=3 if p == 3 else 5, channel_chunk=4)
+
+
+@pytest.mark.parametrize(("p", "k_s"), [(1, 1), (17, 5)])
+def test_fca_matches_fca_reference_extreme_patch_sizes(p, k_s):
+    # P = 1: every rank is 0. P = 17: ranks above 255 need the wider integer counts.
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randint(0, 6, (1, 2, 19, 18), generator=gen).float()
+    _assert_matches_reference(x, patch_size=p, k_s=k_s)
+
+
+@pytest.mark.parametrize(
+    ("scratch_bytes", "channel_chunk"),
+    [(1, 64), (1 << 30, 64), (1 << 30, 3)],
+    ids=["one-map-per-chunk", "all-images-in-one-chunk", "partial-last-chunk"],
+)
+def test_fca_chunking_does_not_change_result(monkeypatch, scratch_bytes, channel_chunk):
+    monkeypatch.setattr(fca_module, "_SCRATCH_BYTES", {"cpu": scratch_bytes})
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randint(0, 3, (3, 4, 11, 12), generator=gen).float()
+    _assert_matches_reference(x, channel_chunk=channel_chunk)
+
+
+def test_fca_non_finite_values_like_reference():
+    # NaN sorts last in a stable sort; +-inf, -0.0 and ties must rank exactly as there.
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randint(-2, 3, (2, 3, 12, 13), generator=gen).float()
+    u = torch.rand(x.shape, generator=gen)
+    x[u < 0.03] = float("nan")
+    x[(u >= 0.03) & (u < 0.06)] = float("inf")
+    x[(u >= 0.06) & (u < 0.08)] = -float("inf")
+    x[(u >= 0.08) & (u < 0.12)] = -0.0
+    for p in (3, 5):
+        got, expected = fca(x, patch_size=p, k_s=3), fca_reference(x, patch_size=p, k_s=3)
+        assert torch.equal(got.isnan(), expected.isnan())
+        assert torch.equal(got.isinf(), expected.isinf())
+        finite = expected.isfinite()
+        torch.testing.assert_close(got[finite], expected[finite], rtol=1e-5, atol=1e-6)
+
+
+def test_fca_input_requiring_grad_stays_differentiable():
+    gen = torch.Generator().manual_seed(15)
+    x = torch.randn(1, 3, 10, 11, generator=gen, requires_grad=True)
+    out = fca(x)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    torch.testing.assert_close(out.detach(), fca(x.detach()), rtol=1e-5, atol=1e-6)
 
 
 def test_reference_distribution_hand_computed():
@@ -272,3 +347,14 @@ def test_fca_cuda_matches_cpu():
     torch.testing.assert_close(
         residual_magnitude(x.cuda()).cpu(), residual_magnitude(x), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fca_cuda_matches_fca_reference_with_ties(dtype):
+    gen = torch.Generator().manual_seed(14)
+    x = torch.randint(0, 4, (2, 40, 17, 21), generator=gen).to(dtype)
+    got = fca(x.cuda(), channel_chunk=16)
+    assert got.device.type == "cuda" and got.dtype == dtype
+    _assert_close_rel(got, fca_reference(x).double().numpy(), 1e-5)

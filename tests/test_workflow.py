@@ -251,6 +251,7 @@ def test_changing_tau_reruns_only_what_uses_it(run_dir):
         "cluster_images": 2,
         "evaluate_clusters": 2,
         "aggregate_metrics": 1,
+        "plot_category": 2,
         "summarize": 1,
         "all": 1,
     }
@@ -267,6 +268,7 @@ def test_changing_patch_size_reruns_maps_and_later(run_dir):
         "cluster_images": 2,
         "evaluate_clusters": 2,
         "aggregate_metrics": 1,
+        "plot_category": 2,
         "summarize": 1,
         "all": 1,
     }
@@ -275,7 +277,7 @@ def test_changing_patch_size_reruns_maps_and_later(run_dir):
 def test_library_change_reruns_the_rules_that_import_it(run_dir, tmp_path):
     copy = tmp_path / "workflow"
     copy.mkdir()
-    for name in ("Snakefile", "rules", "scripts", "config", "envs", "profiles", "blindlca"):
+    for name in ("Snakefile", "rules", "scripts", "config", "envs", "profiles", "report", "blindlca"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -298,6 +300,7 @@ def test_library_change_reruns_the_rules_that_import_it(run_dir, tmp_path):
         "cluster_images": 4,
         "evaluate_clusters": 4,
         "aggregate_metrics": 2,
+        "plot_category": 4,
         "summarize": 1,
         "all": 1,
     }
@@ -378,3 +381,65 @@ def test_offline_weights_error_names_file_and_alternative(tmp_path):
     log = (tmp_path / "resources/weights/wide_resnet50_2-95faca4d.pth.log").read_text()
     assert "resources/weights/wide_resnet50_2-95faca4d.pth" in log
     assert "backbone_weights=random" in log
+
+
+def test_report_lists_the_figures(run_dir):
+    figures = run_dir / "results/synthetic/ours/figures/tiled"
+    assert sorted(p.name for p in figures.glob("*.png")) == [
+        "contingency.png",
+        "embedding.png",
+        "gallery.png",
+        "montage.png",
+    ]
+    assert sorted(p.name for p in (run_dir / "results/synthetic/mean_pool/figures/tiled").glob("*.png")) == [
+        "contingency.png",
+        "embedding.png",
+        "montage.png",  # no anomaly maps, no gallery
+    ]
+    snakemake(run_dir, "--report", str(run_dir / "report.html"))
+    html = (run_dir / "report.html").read_text()
+    for name in ("montage.png", "embedding.png", "contingency.png", "gallery.png", "summary.csv"):
+        assert name in html
+
+
+def test_plain_folder_of_images_with_automatic_k(run_dir, tmp_path):
+    # Unlabeled images, in nested folders, two categories; no MVTec structure, no masks, no classes.
+    source = run_dir / "resources/datasets/synthetic"
+    plain = tmp_path / "plain"
+    for cat in CATEGORIES:
+        for i, png in enumerate(sorted((source / cat / "test").rglob("*.png"))):
+            dest = plain / f"lot_{cat}" / ("a" if i % 2 else "b") / f"img{i:02d}.png"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(png, dest)
+    config = {
+        **TINY,
+        "dataset": "plain",
+        "data_root": str(plain),
+        "methods": ["ours"],
+        "clustering": {"n_clusters": "auto"},
+    }
+    work = tmp_path / "work"
+    work.mkdir()
+    snakemake(work, config=config)
+    res = work / "results/plain/ours"
+    rows = read_rows(res / "clusters/lot_woven.csv")
+    assert len(rows) == 10 and all(r["class"] == "" for r in rows)
+    metrics = json.loads((res / "metrics.json").read_text())
+    m = metrics["lot_woven"]
+    assert "nmi" not in m and "pixel_auroc" not in m and 2 <= m["k"] <= 9
+    assert sum(m["cluster_sizes"]) == 10 and len(m["cluster_sizes"]) == m["k"]
+    assert (res / "anomaly_maps/lot_woven/a/img01.tiff").is_file()
+    assert sorted(p.name for p in (res / "figures/lot_woven").glob("*.png")) == [
+        "embedding.png",
+        "gallery.png",
+        "k_selection.png",
+        "montage.png",
+    ]
+    labels_config = {**config, "clustering": {"n_clusters": "labels"}}
+    fail = snakemake(tmp_path / "work", "--forcerun", "cluster_images", config=labels_config, check=False)
+    assert fail.returncode != 0
+    assert (
+        "set clustering.n_clusters to auto"
+        in (work / "results/plain/logs/train_head/ours/lot_woven.log").read_text()
+        + (work / "results/plain/logs/cluster_images/ours/lot_woven.log").read_text()
+    )
