@@ -17,6 +17,8 @@ input is floating point, and in float32 otherwise. Outputs live on the input's d
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -124,11 +126,12 @@ def _overlap_add(err: torch.Tensor, h: int, w: int, p: int, sigma_p: float, k_s:
 # comparisons follow from the other half by symmetry), take all P*P box sums at once as
 # separable window sums in 8-bit integers, gather r_c[rank] and subtract. The maps of a chunk
 # are flattened row-major with a zero margin, so every displacement is a memory offset and
-# every step is one strided tensor operation on the whole chunk (the same code on CPU and GPU).
+# every step is one strided tensor operation on the whole chunk: the same code on CPU and GPU.
+# On the CPU the chunks are shared among worker threads (see `_error_grids`).
 
-# Scratch bytes per chunk of maps, by device type: enough work per operation to amortise its
-# overhead (on the CPU also the synchronisation of its threads, on a GPU the kernel launches),
-# little enough to stay at about half the memory of `fca_reference` or less.
+# Scratch bytes for the chunks in flight, by device type: enough work per operation to amortise
+# its overhead (on a GPU: kernel launches), little enough to keep the peak memory well under
+# half that of `fca_reference`.
 _SCRATCH_BYTES = {"cpu": 32 << 20, "cuda": 96 << 20}
 
 
@@ -139,46 +142,49 @@ def _count_dtype(p: int) -> torch.dtype:
     return torch.int16 if p * p <= 1 << 15 else torch.int32
 
 
-class _Scratch:
-    """Named scratch tensors for a chunk of maps, carved out of one reused byte buffer.
+def _scratch_layout(p: int, hp: int, wp: int, dtype: torch.dtype) -> tuple[dict, int]:
+    """Scratch items of one map, {name: (byte offset, shape, dtype)}, and bytes per map.
 
     The rank phase (comparison planes, window sums) and the lookup phase (gather indices,
-    errors) are never alive together, so both start at byte 0; the ranks connect them and
-    come after both. Item ``name`` takes bytes [offset, offset + size) of each map's share;
-    the buffer stores it at [offset * rows, ...) for all maps back to back, so that its view for
-    the first n maps is contiguous.
+    errors) are never alive together, so both start at byte 0; the ranks connect them and come
+    after both. The pair sums of the window sums reuse the bytes of the mirrored planes.
     """
+    d, c, m, count = 2 * p - 1, p - 1, hp * wp, _count_dtype(p)
+    planes = c * (wp + 1) + m  # one plane per displacement, with a margin in front
+    layout = {}
 
-    def __init__(self, p: int, hp: int, wp: int, dtype: torch.dtype):
-        d, c, m, count = 2 * p - 1, p - 1, hp * wp, _count_dtype(p)
-        planes = c * (wp + 1) + m  # one plane per displacement, with a margin in front
-        self.layout: dict[str, tuple[int, tuple[int, ...], torch.dtype]] = {}
-        at = self._place([("first", (d * d, planes), torch.uint8)])
-        # The pair sums of the window sums reuse the bytes of the mirrored planes, dead by then.
-        shared = [("mirrored", (c * d + c, planes), torch.uint8), ("pairs", (d, d - 1, m), count)]
-        shared.append(("column_pairs", (d - 1, p, m), count))
-        rank_end = max(self._place([item], at) for item in shared)
-        rank_items = [("rows", (d, p, m), count)]
-        if count != torch.uint8:
-            rank_items.append(("counts", (d, d, m), count))  # patches over 15 x 15
-        rank_end = self._place(rank_items, rank_end)
-        lookup_end = self._place([("index", (p * p * m,), torch.int64), ("err", (p, p, m), dtype)])
-        self.bytes_per_map = self._place([("ranks", (p, p, m), count)], max(rank_end, lookup_end))
-        self.rows = 0
-
-    @staticmethod
-    def _size(shape: tuple[int, ...], dtype: torch.dtype) -> int:
-        return -(-math.prod(shape) * dtype.itemsize // 8) * 8  # keeps every item 8-byte aligned
-
-    def _place(self, items: list, start: int = 0) -> int:
-        for name, shape, dtype in items:
-            self.layout[name] = (start, shape, dtype)
-            start += self._size(shape, dtype)
+    def place(items: list, start: int = 0) -> int:
+        for name, shape, dt in items:
+            layout[name] = (start, shape, dt)
+            start += -(-math.prod(shape) * dt.itemsize // 8) * 8  # keeps every item 8-byte aligned
         return start
 
-    def allocate(self, rows: int, device: torch.device) -> None:
-        self.rows = rows
-        self.buffer = torch.empty(rows * self.bytes_per_map, dtype=torch.uint8, device=device)
+    shared = place([("first", (d * d, planes), torch.uint8)])
+    rank_end = max(
+        place([item], shared)
+        for item in [
+            ("mirrored", (c * d + c, planes), torch.uint8),
+            ("pairs", (d, d - 1, m), count),
+            ("column_pairs", (d - 1, p, m), count),
+        ]
+    )
+    counts = [("counts", (d, d, m), count)] if count != torch.uint8 else []  # patches over 15 x 15
+    rank_end = place([("rows", (d, p, m), count), *counts], rank_end)
+    lookup_end = place([("index", (p * p * m,), torch.int64), ("err", (p, p, m), dtype)])
+    return layout, place([("ranks", (p, p, m), count)], max(rank_end, lookup_end))
+
+
+class _Scratch:
+    """Named scratch tensors for chunks of up to ``rows`` maps, in one reused byte buffer.
+
+    Item ``name`` takes bytes [offset, offset + size) of each map's share; the buffer stores it
+    at [offset * rows, ...) for all maps back to back, so its view for the first n maps is
+    contiguous.
+    """
+
+    def __init__(self, layout: dict, bytes_per_map: int, rows: int, device: torch.device):
+        self.layout, self.rows = layout, rows
+        self.buffer = torch.empty(rows * bytes_per_map, dtype=torch.uint8, device=device)
 
     def __call__(self, name: str, n: int) -> torch.Tensor:
         """(n, *shape) view of item ``name`` for the first n <= rows maps."""
@@ -254,46 +260,93 @@ def _patch_errors(ext: torch.Tensor, ordered: torch.Tensor, ref: torch.Tensor, p
     return err.sub_(centre).abs_()
 
 
-def _error_grids(x: torch.Tensor, ref: torch.Tensor, p: int, channel_chunk: int) -> torch.Tensor:
-    """Channel sums of the P x P error grids of every patch: (B, C, H, W) -> (B, P*P, H*W)."""
+def _single_threaded_workers(fn, shares: list) -> list:
+    """[fn(share) for share in shares], each in its own thread running single-threaded torch ops.
+
+    torch operations release the GIL, so the threads run in parallel. torch.set_num_threads in a
+    thread only limits that thread's operations (OpenMP keeps the setting per thread), but torch
+    also stores it process-wide, so it is restored afterwards.
+    """
+    threads = torch.get_num_threads()
+
+    def work(share):
+        torch.set_num_threads(1)
+        return fn(share)
+
+    try:
+        with ThreadPoolExecutor(len(shares)) as pool:
+            return list(pool.map(work, shares))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _chunks_error_sum(chunks: list[slice], ext, ordered, ref, nb: int, p: int, wp: int, scratch: tuple):
+    """Sum of `_patch_errors` over the channel ``chunks`` of a block of ``nb`` images: (nb, P, P, M).
+
+    ``ext``, ``ordered``, ``ref``: the block's maps, image-major (see `_patch_errors`);
+    ``scratch``: (layout, bytes per map, maps per chunk) for a `_Scratch` of this call's own.
+    """
+    m = ext.shape[1] - 2 * (p - 1) * (wp + 1)
+    buffers = _Scratch(*scratch, ext.device)
+    total, chunk_sum = ext.new_zeros(nb, p, p, m), ext.new_empty(nb, p, p, m)
+    for ch in chunks:
+        # The chunk's maps are contiguous rows: a block holds several images only when one
+        # chunk takes all their channels.
+        maps = slice(nb * ch.start, nb * ch.stop)
+        err = _patch_errors(ext[maps], ordered[maps], ref[maps], p, wp, buffers)
+        total += torch.sum(err.view(nb, ch.stop - ch.start, p, p, m), 1, out=chunk_sum)
+    return total
+
+
+def _error_grids(x: torch.Tensor, p: int, channel_chunk: int) -> torch.Tensor:
+    """Channel sums of the P x P error grids of every patch: (B, C, H, W) -> (B, P*P, H*W).
+
+    Images are processed in blocks (one image, or a few when all their channels fit in one
+    chunk), channels in chunks that fit the scratch budget.
+    """
     b, c, h, w = x.shape
     r, pp = p // 2, p * p
     hp, wp = h + 2 * r, w + 2 * r
     m, e = hp * wp, (p - 1) * (wp + 1)
-    ext = F.pad(F.pad(x, (r, r, r, r), mode="reflect").reshape(b, c, m), (e, e))
-    ordered = ext.isnan().logical_not_().view(torch.uint8)
-
-    # A chunk is part of one image's channels, or all channels of a few images (contiguous rows).
-    scratch = _Scratch(p, hp, wp, x.dtype)
-    budget = _SCRATCH_BYTES.get(x.device.type, _SCRATCH_BYTES["cpu"])
-    rows = max(1, budget // scratch.bytes_per_map)
+    # On the CPU, torch.get_num_threads() worker threads take every k-th chunk each and run
+    # single-threaded operations: many short operations that each synchronise their threads are
+    # slow on a busy machine (threads spin-waiting for one that is descheduled).
+    workers = torch.get_num_threads() if x.device.type == "cpu" else 1
+    layout, bytes_per_map = _scratch_layout(p, hp, wp, x.dtype)
+    rows = max(1, _SCRATCH_BYTES.get(x.device.type, _SCRATCH_BYTES["cpu"]) // workers // bytes_per_map)
     n_ch = max(1, min(c, channel_chunk, rows))
     n_img = max(1, min(b, rows // c)) if n_ch == c else 1
-    scratch.allocate(n_img * n_ch, x.device)
-    chunk_sum = x.new_empty(n_img, p, p, m)
-    total = x.new_zeros(b, p, p, m)
+    chunks = [slice(j, min(j + n_ch, c)) for j in range(0, c, n_ch)]
+    workers = min(workers, len(chunks))
+    shares = [chunks[k::workers] for k in range(workers)]
+
+    out = x.new_empty(b, pp, h * w)
     for i0 in range(0, b, n_img):
-        i1 = min(i0 + n_img, b)
-        for c0 in range(0, c, n_ch):
-            c1 = min(c0 + n_ch, c)
-            k = (i1 - i0) * (c1 - c0)
-            err = _patch_errors(
-                ext[i0:i1, c0:c1].reshape(k, -1),
-                ordered[i0:i1, c0:c1].reshape(k, -1),
-                ref[i0:i1, c0:c1].reshape(k, pp),
-                p,
-                wp,
-                scratch,
-            )
-            total[i0:i1] += torch.sum(err.view(i1 - i0, c1 - c0, p, p, m), 1, out=chunk_sum[: i1 - i0])
-    # The patch with top-left padded pixel s holds pixel s + a * Wp + b at patch position (a, b).
-    total = total.flip(1, 2)
-    st = total.stride()
-    t = (h - 1) * wp + w
-    grids = total.as_strided((b, p, p, t), (st[0], st[1] + wp, st[2] + 1, 1))
-    # Keep the patches of real pixels: top-left flat index s = i * Wp + j with j < W.
-    grids = F.pad(grids.reshape(b, pp, t), (0, h * wp - t)).view(b, pp, h, wp)[..., :w]
-    return grids.reshape(b, pp, h * w)
+        block = x[i0 : i0 + n_img]
+        nb = block.shape[0]
+        ref = reference_distribution(block, patch_size=p).view(nb * c, pp)
+        ext = F.pad(F.pad(block, (r, r, r, r), mode="reflect").view(nb * c, m), (e, e))
+        ordered = ext.isnan().logical_not_().view(torch.uint8)
+        scratch = (layout, bytes_per_map, nb * n_ch)
+        work = partial(
+            _chunks_error_sum, ext=ext, ordered=ordered, ref=ref, nb=nb, p=p, wp=wp, scratch=scratch
+        )
+        if len(shares) == 1:
+            total = work(shares[0])
+        else:
+            totals = _single_threaded_workers(work, shares)
+            total = totals[0]
+            for other in totals[1:]:  # in a fixed order: the same result at every run
+                total += other
+        # The patch with top-left padded pixel s holds pixel s + a * Wp + b at patch position (a, b).
+        total = total.flip(1, 2)
+        st = total.stride()
+        t = (h - 1) * wp + w
+        grids = total.as_strided((nb, p, p, t), (st[0], st[1] + wp, st[2] + 1, 1))
+        # Keep the patches of real pixels: top-left flat index s = i * Wp + j with j < W.
+        grids = F.pad(grids.reshape(nb, pp, t), (0, h * wp - t)).view(nb, pp, h, wp)[..., :w]
+        out[i0 : i0 + nb] = grids.reshape(nb, pp, h * w)
+    return out
 
 
 def fca(
@@ -340,12 +393,10 @@ def fca(
         # The fast path writes into reused scratch buffers, which autograd cannot follow.
         kwargs = dict(sigma_p=sigma_p, k_s=k_s, sigma_s=sigma_s, channel_chunk=channel_chunk)
         return fca_reference(features, patch_size=patch_size, **kwargs)
-    p = patch_size
     b, c, h, w = features.shape
     x = features.to(_work_dtype(features.dtype))
-    ref = reference_distribution(x, patch_size=p)  # (B, C, PP), already in the work dtype
-    err = _error_grids(x, ref, p, channel_chunk) / c
-    return _overlap_add(err, h, w, p, sigma_p, k_s, sigma_s).to(_out_dtype(features.dtype))
+    err = _error_grids(x, patch_size, channel_chunk) / c
+    return _overlap_add(err, h, w, patch_size, sigma_p, k_s, sigma_s).to(_out_dtype(features.dtype))
 
 
 def fca_reference(

@@ -155,6 +155,24 @@ def test_fca_chunking_does_not_change_result(monkeypatch, scratch_bytes, channel
     _assert_matches_reference(x, channel_chunk=channel_chunk)
 
 
+def test_fca_worker_threads_keep_thread_setting_and_result(monkeypatch):
+    # Several chunks: the CPU path splits them among torch.get_num_threads() worker threads.
+    monkeypatch.setattr(fca_module, "_SCRATCH_BYTES", {"cpu": 1})
+    gen = torch.Generator().manual_seed(16)
+    x = torch.randn(2, 6, 12, 10, generator=gen)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = fca(x)
+        torch.set_num_threads(3)
+        several = fca(x)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(several, single, rtol=1e-5, atol=1e-6)
+    _assert_close_rel(several, fca_reference(x).double().numpy(), 1e-5)
+
+
 def test_fca_non_finite_values_like_reference():
     # NaN sorts last in a stable sort; +-inf, -0.0 and ties must rank exactly as there.
     gen = torch.Generator().manual_seed(13)
