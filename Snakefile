@@ -18,6 +18,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/inputs.smk"
 include: "rules/dataset.smk"
 include: "rules/features.smk"
 include: "rules/vae.smk"

@@ -1,7 +1,11 @@
-"""Benchmarks anyone can rerun: `python -m blindlca.benchmark {stages results/synthetic | fca}`.
+"""Benchmarks anyone can rerun: `python -m blindlca.benchmark {stages results/synthetic | memory | fca}`.
 
 `stages` gathers the Snakemake `benchmark:` files of a finished run into one table per rule
 (jobs, total and mean wall seconds, peak resident memory), slowest first.
+
+`memory` runs the workflow twice on the synthetic dataset, with N and 2N images in one category (quick
+preset, random weights), and prints each stage's peak resident memory as every job logs it on exit
+(blindlca.runlog), for both runs, and their ratio: a stage holding a bounded number of images stays near 1.
 
 `fca` times `blindlca.fca.fca` against the plain sort-based `fca_reference` in one process
 (alternating runs, medians) on a random (1, C, S, S) map, and reports the largest deviation
@@ -13,12 +17,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def stage_table(run_dir: str | Path) -> list[dict[str, float | str | int]]:
@@ -204,11 +214,73 @@ def fca_benchmark(size: int, channels: int, repeats: int, threads: int, device: 
     return header + "\n\n" + format_fca(results)
 
 
+def peak_rss(run_dir: str | Path) -> dict[str, float]:
+    """Largest "peak RSS <MB> MB" that a job of each rule logged."""
+    peaks: dict[str, float] = {}
+    logs = Path(run_dir) / "logs"
+    for log in sorted(logs.rglob("*.log")):
+        rule = log.relative_to(logs).parts[0]
+        for match in re.finditer(r"peak RSS (\d+) MB", log.read_text(errors="replace")):
+            peaks[rule] = max(peaks.get(rule, 0.0), float(match.group(1)))
+    return peaks
+
+
+def memory_runs(*, n_good: int = 12, n_per_defect: int = 8, cores: int = 2, keep: str | None = None) -> str:
+    """Quick preset on one synthetic category with N and then 2N images; a table of peak RSS per rule."""
+    tables = {}
+    root = Path(keep or tempfile.mkdtemp(prefix="blindlca-memory-"))
+    for scale in (1, 2):
+        work = root / f"x{scale}"
+        work.mkdir(parents=True, exist_ok=True)
+        config = {
+            "backbone_weights": "random",
+            "methods": ["ours"],
+            "synthetic": {
+                "families": ["woven"],
+                "n_good": n_good * scale,
+                "n_per_defect": n_per_defect * scale,
+            },
+        }
+        (work / "bench.yaml").write_text(yaml.safe_dump(config))
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(work),
+            "--configfile",
+            str(REPO / "config/quick.yaml"),
+            str(work / "bench.yaml"),
+            "--cores",
+            str(cores),
+        ]
+        subprocess.run(cmd, check=True, capture_output=True)
+        tables[scale] = peak_rss(work / "results/synthetic")
+    n = n_good + n_per_defect * 3
+    lines = [
+        f"| rule | peak RSS MB, N = {n} | peak RSS MB, 2N = {2 * n} | ratio |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for rule, one in sorted(tables[1].items(), key=lambda kv: -kv[1]):
+        two = tables[2].get(rule, float("nan"))
+        lines.append(f"| {rule} | {one:.0f} | {two:.0f} | {two / max(one, 1):.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m blindlca.benchmark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     stages = sub.add_parser("stages", help="per-rule times of a finished run")
     stages.add_argument("run_dir", help="results/<dataset> of a finished run")
+    memory = sub.add_parser("memory", help="peak memory per stage with N and 2N images")
+    memory.add_argument("--n-good", type=int, default=12, help="good images at scale N (default 12)")
+    memory.add_argument(
+        "--n-per-defect", type=int, default=8, help="images per defect at scale N (default 8)"
+    )
+    memory.add_argument("--cores", type=int, default=2)
+    memory.add_argument("--keep", help="folder for the two runs (default: a new temporary folder)")
     fca = sub.add_parser("fca", help="fast FCA against the plain sort-based one")
     fca.add_argument("--size", type=int, default=64, help="map height and width (default 64)")
     fca.add_argument("--channels", type=int, default=512, help="channels (default 512)")
@@ -218,6 +290,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "stages":
         print(format_table(stage_table(args.run_dir)))
+    elif args.command == "memory":
+        print(
+            memory_runs(n_good=args.n_good, n_per_defect=args.n_per_defect, cores=args.cores, keep=args.keep)
+        )
     elif args.command == "fca":
         print(fca_benchmark(args.size, args.channels, args.repeats, args.threads, args.device))
 
