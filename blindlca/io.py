@@ -150,3 +150,21 @@ def array_writer(path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float
         yield writer
         if writer.rows != shape[0]:
             raise ValueError(f"{str(path)!r}: {writer.rows} of {shape[0]} rows written")
+
+
+def save_model(path: str | os.PathLike, net, *, config: dict, **extra: Any) -> None:
+    """Save a module's weights with the constructor arguments that rebuild it (`load_model`), atomically."""
+    import torch
+
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"state_dict": net.cpu().state_dict(), "config": config, **extra}, tmp)
+
+
+def load_model(path: str | os.PathLike, cls):
+    """Rebuild a module saved by `save_model`: `cls(**config)` with its weights, in eval mode, on the CPU."""
+    import torch
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    net = cls(**saved["config"])
+    net.load_state_dict(saved["state_dict"])
+    return net.eval()

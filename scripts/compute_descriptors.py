@@ -6,14 +6,12 @@ Params:  source (head | backbone | mean | anomaly_clustering), descriptor (tau, 
          anomaly_clustering (tau), device; resources: batch_images (images per batch)
 """
 
-import torch
-
 from blindlca.anomaly_clustering import anomaly_clustering_descriptors
 from blindlca.contrastive import ContrastiveHead
 from blindlca.descriptors import descriptors_of
 from blindlca.device import resolve_device
 from blindlca.features import minmax_scale
-from blindlca.io import ArrayReader, load_array, save_array
+from blindlca.io import ArrayReader, load_array, load_model, save_array
 from blindlca.workflow import run
 
 
@@ -40,10 +38,7 @@ def main(
         return
     transform = None
     if source == "head":
-        saved = torch.load(head, map_location="cpu", weights_only=True)
-        net = ContrastiveHead(**saved["config"])
-        net.load_state_dict(saved["state_dict"])
-        net.to(dev).eval()
+        net = load_model(head, ContrastiveHead).to(dev)
         transform = lambda f: net(minmax_scale(f))  # noqa: E731 (H takes scaled features)
     maps = load_array(alpha) if source != "mean" else None
     options = descriptor if maps is not None else {}

@@ -6,19 +6,15 @@ Params:  device; resources: batch_images (images per batch)
 """
 
 import numpy as np
-import torch
 
 from blindlca.device import resolve_device
-from blindlca.io import ArrayReader, array_writer
+from blindlca.io import ArrayReader, array_writer, load_model
 from blindlca.vae import FeatureVAE, iter_residuals
 from blindlca.workflow import run
 
 
 def main(*, features: str, model: str, residuals: str, device: str, batch_images: int = 16) -> None:
-    saved = torch.load(model, map_location="cpu", weights_only=True)
-    net = FeatureVAE(**saved["config"])
-    net.load_state_dict(saved["state_dict"])
-    net.to(resolve_device(device)).eval()
+    net = load_model(model, FeatureVAE).to(resolve_device(device))
     feats = ArrayReader(features)
     # float16 halves the largest intermediate and moves alpha by < 1e-3 of its maximum (see the tests).
     with array_writer(residuals, feats.shape, dtype=np.float16) as out:

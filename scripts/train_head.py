@@ -9,14 +9,12 @@ Params:  contrastive (METHOD.md step 5), descriptor (step 4), n_clusters (n_clus
 
 import logging
 
-import torch
-
 from blindlca.clustering import number_of_clusters
 from blindlca.contrastive import train_head
 from blindlca.data import read_index
 from blindlca.descriptors import descriptors_of
 from blindlca.device import resolve_device
-from blindlca.io import ArrayReader, atomic_path, load_array
+from blindlca.io import ArrayReader, load_array, save_model
 from blindlca.workflow import run
 
 
@@ -59,8 +57,7 @@ def main(
         log=log.info,
     )
     config = {"channels": feats.shape[1], "hidden": contrastive["hidden"], "d_out": contrastive["d_out"]}
-    with atomic_path(head, suffix=".pt") as tmp:
-        torch.save({"state_dict": net.cpu().state_dict(), "config": config, "summary": summary}, tmp)
+    save_model(head, net, config=config, summary=summary)
 
 
 run(main, globals())

@@ -7,10 +7,8 @@ Params:  vae (hidden, latent, lr, weight_decay, batch_size, samples, kl_weight),
 
 import logging
 
-import torch
-
 from blindlca.device import resolve_device
-from blindlca.io import ArrayReader, atomic_path
+from blindlca.io import ArrayReader, save_model
 from blindlca.vae import train_vae
 from blindlca.workflow import run
 
@@ -20,8 +18,7 @@ def main(*, features: str, model: str, vae: dict, seed: int, device: str) -> Non
     feats = ArrayReader(features)
     net, history = train_vae(feats, **vae, seed=seed, device=resolve_device(device), log=log.info)
     config = {"channels": feats.shape[1], "hidden": vae["hidden"], "latent": vae["latent"]}
-    with atomic_path(model, suffix=".pt") as tmp:
-        torch.save({"state_dict": net.cpu().state_dict(), "config": config, "history": history}, tmp)
+    save_model(model, net, config=config, history=history)
 
 
 run(main, globals())
