@@ -162,13 +162,13 @@ def test_paper_grid_plans_everything_without_data(tmp_path):
         text=True,
     )
     assert plan.returncode == 0, plan.stderr[-3000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
+    counts = job_counts(plan.stdout)
     # 5 MVTec texture archives + MTD + Coffee Leaves, the ImageNet weights, 7 categories in all.
-    assert counts["download_dataset_file"] == "7" and counts["download_weights"] == "1"
-    assert counts["prepare_dataset"] == "7" and counts["train_vae"] == "7"
+    assert counts["download_dataset_file"] == 7 and counts["download_weights"] == 1
+    assert counts["prepare_dataset"] == 7 and counts["train_vae"] == 7
     # 7 methods x 7 categories of descriptors; 3 anomaly-map sources x 7 categories.
-    assert counts["compute_descriptors"] == "49" and counts["compute_anomaly_maps"] == "21"
-    assert counts["summarize"] == "1"
+    assert counts["compute_descriptors"] == 49 and counts["compute_anomaly_maps"] == 21
+    assert counts["summarize"] == 1
 
 
 def test_tampered_dataset_archive_is_refused(tmp_path):
@@ -235,10 +235,15 @@ def test_complete_run_plans_nothing(run_dir):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The per-rule job counts of a dry run's "Job stats" table."""
+    rows = re.findall(r"^(\w+)\s+(\d+)$", dry_run_output, flags=re.M)
+    return {rule: int(n) for rule, n in rows if rule != "total"}
+
+
 def planned(workdir: Path, config: dict, *args: str) -> dict[str, int]:
     """Jobs a dry run would execute, counted per rule."""
-    out = snakemake(workdir, "-n", *args, config=config).stdout
-    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M) if rule != "total"}
+    return job_counts(snakemake(workdir, "-n", *args, config=config).stdout)
 
 
 def test_changing_tau_reruns_only_what_uses_it(run_dir):
@@ -288,10 +293,8 @@ def test_library_change_reruns_the_rules_that_import_it(run_dir, tmp_path):
     cfg.write_text(yaml.safe_dump(TINY))
 
     def jobs() -> dict[str, int]:
-        out = subprocess.run(
-            [*sm, "--configfile", str(cfg), "-n"], capture_output=True, text=True, check=True
-        )
-        return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M) if r != "total"}
+        cmd = [*sm, "--configfile", str(cfg), "-n"]
+        return job_counts(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
     assert jobs() == {}  # the copy is the same code: nothing to do
     with open(copy / "blindlca/clustering.py", "a") as fh:
