@@ -6,6 +6,7 @@ Layout: `<root>/<category>/test/<class>/<image>` and, for defect classes,
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,9 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from blindlca.errors import InputError
 from blindlca.io import read_csv, write_csv
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# Files with these extensions are indexed; decoding (blindlca.checks) then decides whether they are usable,
+# so a .heic or .jxl that Pillow cannot read is reported rather than silently ignored.
+READABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".exr", ".hdr", ".dng", ".svg")
+IMAGE_EXTENSIONS = READABLE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS
 GOOD = "good"
 UNLABELED = ""  # the class of every image of a plain (non-MVTec) folder
 INDEX_FIELDS = ("image", "class", "mask")
@@ -31,14 +37,17 @@ class ImageRecord:
     mask: str = ""
 
 
+def _is_image_file(path: Path) -> bool:
+    # Broken links count: the checks then report them instead of the image silently vanishing.
+    return path.suffix.lower() in IMAGE_EXTENSIONS and (path.is_file() or path.is_symlink())
+
+
 def _images_under(folder: Path) -> list[Path]:
     """Image files anywhere below `folder` (hidden files and folders skipped), sorted by path."""
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if _is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
@@ -77,40 +86,53 @@ def list_categories(root: str | os.PathLike) -> list[str]:
 def index_category(
     root: str | os.PathLike, category: str, *, exclude_classes: Sequence[str] = ("combined",)
 ) -> list[ImageRecord]:
-    """All images of one category, sorted by (class, file name), with their mask paths.
+    """All images of one category, sorted by (class, file name), with their mask paths ("" where the
+    expected mask file does not exist; see `expected_mask`). Empty when the category holds no images.
 
     A category without a `test/` folder is a plain folder of unlabeled images: every image below it,
-    with class "" (unknown) and no mask.
+    with class "" (unknown) and no mask. Nothing is decoded here; blindlca.checks does that.
     """
     root = Path(root)
     folder = root / category
     if not folder.is_dir():
         raise FileNotFoundError(f"category folder {str(folder)!r} does not exist")
     if not is_mvtec_category(folder):
-        records = [
-            ImageRecord(image=p.relative_to(root).as_posix(), cls=UNLABELED) for p in _images_under(folder)
-        ]
-        if not records:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(folder)!r}")
-        return records
-    test = folder / "test"
+        images = _images_under(folder)
+        return [ImageRecord(image=p.relative_to(root).as_posix(), cls=UNLABELED) for p in images]
     records = []
-    for class_dir in sorted(p for p in test.iterdir() if p.is_dir()):
+    for class_dir in sorted(p for p in (folder / "test").iterdir() if p.is_dir()):
         cls = class_dir.name
         if cls in exclude_classes:
             continue
-        for img in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
-            mask = root / category / "ground_truth" / cls / f"{img.stem}_mask.png"
-            records.append(
-                ImageRecord(
-                    image=img.relative_to(root).as_posix(),
-                    cls=cls,
-                    mask=mask.relative_to(root).as_posix() if cls != GOOD and mask.is_file() else "",
-                )
-            )
-    if not records:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(test)!r}")
+        for img in sorted(p for p in class_dir.iterdir() if _is_image_file(p)):
+            image = img.relative_to(root).as_posix()
+            mask = expected_mask(image)
+            has_mask = cls != GOOD and (root / mask).is_file()
+            records.append(ImageRecord(image=image, cls=cls, mask=mask if has_mask else ""))
     return records
+
+
+def expected_mask(image: str) -> str:
+    """Where MVTec layout keeps the mask of `image` (both relative to the dataset root):
+    `<category>/test/<class>/<stem>.<ext>` -> `<category>/ground_truth/<class>/<stem>_mask.png`."""
+    category, _test, cls, name = Path(image).parts
+    return f"{category}/ground_truth/{cls}/{Path(name).stem}_mask.png"
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> str:
+    """Hash of every file's path, size and modification time below `folder` ("" if it does not exist).
+
+    A folder's own mtime changes only when entries are added or removed; this also changes when a file
+    is replaced in place, so a fixed image reruns its category.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return ""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        st = p.lstat()
+        h.update(f"{p.relative_to(folder).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def is_labeled(records: Sequence[ImageRecord]) -> bool:
@@ -136,12 +158,54 @@ def read_index(path: str | os.PathLike) -> list[ImageRecord]:
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB (grey, palette and alpha images are converted)."""
+    """Read an image as (H, W, 3) uint8 RGB.
+
+    Grey, palette, CMYK and alpha images are converted (alpha is dropped). 16-bit images are scaled to
+    the 8-bit range by their high byte (v >> 8, as Pillow does for 16-bit RGB), never clipped; float
+    images must lie in [0, 1]. Raises InputError for pixel formats with no such mapping.
+    """
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        mode = im.mode
+        if mode.startswith("I;16") or mode == "I":
+            v = np.asarray(im).astype(np.int64)
+            if v.size and (v.min() < 0 or v.max() > 65535):
+                raise InputError(
+                    f"unsupported pixel format: 32-bit integers from {v.min()} to {v.max()} "
+                    "(expected 8 or 16 bits per channel)"
+                )
+            grey = (v >> 8).astype(np.uint8)
+        elif mode == "F":
+            v = np.asarray(im, dtype=np.float64)
+            if v.size and not (np.isfinite(v).all() and v.min() >= 0.0 and v.max() <= 1.0):
+                raise InputError("unsupported pixel format: floating-point values outside [0, 1]")
+            grey = np.round(v * 255.0).astype(np.uint8)
+        else:
+            return np.asarray(im.convert("RGB"))
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
-def load_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask as (H, W) bool; any non-zero pixel is anomalous."""
+def mask_values(path: str | os.PathLike) -> np.ndarray:
+    """A mask's pixel values as one (H, W) channel: grey and 16-bit values as stored, colour and palette
+    masks as their luminance."""
     with Image.open(path) as im:
-        return np.asarray(im.convert("L")) > 0
+        if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16"):
+            return np.asarray(im)
+        return np.asarray(im.convert("L"))
+
+
+def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask as (H, W) bool; any non-zero pixel is anomalous.
+
+    Args:
+        size: (width, height) to resize to (nearest neighbour), e.g. its image's size; None keeps it.
+    """
+    mask = mask_values(path) > 0
+    return mask if size is None else resize_mask(mask, size)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool -> (height, width) bool, nearest neighbour; `size` is (width, height)."""
+    if mask.shape[::-1] == tuple(size):
+        return mask
+    # Through uint8: Pillow's 1-bit images come back from resize as 0/255 on some versions.
+    return np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(tuple(size), Image.NEAREST)) > 0

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import torch
 
+from blindlca.errors import InputError
+
 
 @contextlib.contextmanager
 def log_to(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
@@ -45,6 +47,9 @@ def log_to(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
                 # ru_maxrss is exact for this process; Snakemake's benchmark samples and can miss peaks.
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 logger.info("peak RSS %.0f MB", peak)
+        except InputError as err:
+            logger.error("%s", err)
+            raise
         except BaseException:
             logger.exception("step failed")
             raise

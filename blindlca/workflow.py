@@ -18,7 +18,18 @@ from typing import Any
 
 import torch
 
+from blindlca.errors import InputError
 from blindlca.runlog import log_to
+
+
+def _call(main: Callable[..., None], kwargs: dict[str, Any], log: str | None) -> None:
+    """Run `main` with its log; a problem with the user's input ends the process with its message alone."""
+    try:
+        with log_to(log):
+            main(**kwargs)
+    except InputError as err:
+        print(f"\nblindlca: {err}\n", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def _named(items: Any) -> dict[str, Any]:
@@ -47,8 +58,7 @@ def run(main: Callable[..., None], namespace: dict[str, Any]) -> None:
             # A job granted no GPU must not take one: `device: auto` then resolves to the CPU.
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
         torch.set_num_threads(max(1, int(smk.threads)))
-        with log_to(smk.log[0] if len(smk.log) else None):
-            main(**kwargs)
+        _call(main, kwargs, smk.log[0] if len(smk.log) else None)
         return
     params = inspect.signature(main).parameters
     parser = argparse.ArgumentParser(
@@ -68,5 +78,4 @@ def run(main: Callable[..., None], namespace: dict[str, Any]) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     args = vars(parser.parse_args())
     torch.set_num_threads(args.pop("threads"))
-    with log_to(None):
-        main(**args)
+    _call(main, args, None)

@@ -4,7 +4,8 @@ import os
 import re
 from pathlib import Path
 
-from blindlca.data import list_categories
+from blindlca.checks import min_image_side
+from blindlca.data import folder_fingerprint, list_categories
 from blindlca.datasets import SOURCES
 from blindlca.methods import ALPHA_SOURCES, get_method
 
@@ -38,7 +39,17 @@ def is_downloaded(dataset):
 
 def categories(dataset):
     if config["categories"]:
-        return list(config["categories"])
+        chosen = list(config["categories"])
+        root = config["data_root"]
+        missing = [
+            c for c in chosen if root and not os.path.isdir(os.path.join(root, c))
+        ]
+        if missing:
+            raise ValueError(
+                f"categories {missing} are not folders under data_root {root!r}; "
+                f"it holds {list_categories(root) if os.path.isdir(root) else 'nothing (no such folder)'}"
+            )
+        return chosen
     if dataset == "synthetic":
         return list(config["synthetic"]["families"])
     if is_downloaded(dataset):
@@ -50,6 +61,15 @@ def categories(dataset):
             f"PATH/<category>/test/<class>/<image>), or use one of: synthetic, {', '.join(SOURCES)}"
         )
     return list_categories(root)
+
+
+def user_folder_contents(wildcards):
+    """Fingerprint of a user's category folder, so that an image fixed in place reruns its category.
+    Folders the workflow makes itself (synthetic, downloaded) change only through their rules.
+    """
+    if wildcards.dataset == "synthetic" or is_downloaded(wildcards.dataset):
+        return ""
+    return folder_fingerprint(f"{data_root(wildcards.dataset)}/{wildcards.category}")
 
 
 def res(*parts):
@@ -106,7 +126,7 @@ def code_version(*modules):
     """Hash of the library modules a step runs: Snakemake watches the script, not what it imports."""
     h = hashlib.sha256()
     lib = Path(workflow.basedir, "blindlca")
-    for m in ("workflow", "runlog", "io", *modules):
+    for m in ("workflow", "runlog", "errors", "io", *modules):
         files = (
             [lib / f"{m}.py"]
             if (lib / f"{m}.py").is_file()

@@ -83,12 +83,45 @@ rule index_images:
         folder=lambda wc: f"{data_root(wc.dataset)}/{wc.category}",
     output:
         index=res("images", "{category}.csv"),
+        problems=res("images", "{category}.problems.csv"),
     log:
         log("index_images"),
     conda:
         "../envs/blindlca.yaml"
     params:
         exclude_classes=config["exclude_classes"],
-        code=code_version("data"),
+        min_side=min_image_side(
+            config["backbone"]["image_size"], config["backbone"]["layer"]
+        ),
+        contents=user_folder_contents,
+        code=code_version("data", "checks"),
     script:
         "../scripts/index_images.py"
+
+
+rule check_images:
+    input:
+        indexes=lambda wc: expand(
+            res("images", "{category}.csv"), category=categories(wc.dataset), **wc
+        ),
+        problems=lambda wc: expand(
+            res("images", "{category}.problems.csv"),
+            category=categories(wc.dataset),
+            **wc,
+        ),
+    output:
+        skipped=report(
+            res("skipped.csv"), caption="../report/skipped.rst", category="Inputs"
+        ),
+    log:
+        res("logs", "check_images.log"),
+    conda:
+        "../envs/blindlca.yaml"
+    params:
+        dataset="{dataset}",
+        root=lambda wc: data_root(wc.dataset),
+        on_bad_image=config["on_bad_image"],
+        n_clusters=config["clustering"]["n_clusters"],
+        code=code_version("data", "checks"),
+    script:
+        "../scripts/check_images.py"

@@ -5,6 +5,8 @@ rule extract_features:
     input:
         unpack(lambda wc: {"weights": weights_file()} if weights_file() else {}),
         index=res("images", "{category}.csv"),
+        # Waits for the dataset check; ancient: a rerun of the check alone reruns no category.
+        checked=ancient(res("skipped.csv")),
     output:
         features=res("features", "{category}.npy"),
     log:

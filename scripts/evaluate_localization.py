@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from blindlca.data import GOOD, load_mask, read_index
+from blindlca.data import GOOD, load_mask, read_index, resize_mask
 from blindlca.io import load_array, save_json
 from blindlca.metrics import localization_metrics, upsample_maps
 from blindlca.workflow import run
@@ -22,6 +22,7 @@ def main(*, alpha: str, index: str, metrics: str, root: str, fpr_limit: float) -
     records = read_index(index)
     missing = [r.image for r in records if r.cls != GOOD and not r.mask]
     if missing:
+        # The dataset check lets this through only for a category with no mask at all (labels only).
         log.warning(
             "no mask for %d defect images (e.g. %s): localization metrics left out", len(missing), missing[0]
         )
@@ -29,16 +30,15 @@ def main(*, alpha: str, index: str, metrics: str, root: str, fpr_limit: float) -
         return
     masks = []
     for r in records:
-        if r.mask:
-            masks.append(load_mask(Path(root, r.mask)))
-        else:
-            with Image.open(Path(root, r.image)) as im:  # reads the header only
-                masks.append(np.zeros(im.size[::-1], dtype=bool))
+        with Image.open(Path(root, r.image)) as im:  # reads the header only
+            size = im.size
+        # A mask of another size but the same aspect ratio was warned about by the dataset check.
+        masks.append(load_mask(Path(root, r.mask), size=size) if r.mask else np.zeros(size[::-1], dtype=bool))
     sizes = sorted({m.shape for m in masks})
     if len(sizes) > 1:
         # The protocol compares at mask resolution; a common size keeps one global pixel pool.
-        log.warning("masks of %d sizes %s: all are resized (nearest) to %s", len(sizes), sizes[:3], sizes[-1])
-        masks = [np.asarray(Image.fromarray(m).resize(sizes[-1][::-1], Image.NEAREST)) for m in masks]
+        log.warning("images of %d sizes %s: masks resized (nearest) to %s", len(sizes), sizes[:3], sizes[-1])
+        masks = [resize_mask(m, sizes[-1][::-1]) for m in masks]
     maps = upsample_maps(load_array(alpha), sizes[-1])
     result = localization_metrics(maps, np.stack(masks), fpr_limit=fpr_limit)
     log.info("%s", result)

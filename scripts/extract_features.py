@@ -1,6 +1,6 @@
 """Extract raw WideResNet-50-2 features for every image of a category.
 
-Inputs:  index, weights (absent for random weights)
+Inputs:  index, weights (absent for random weights), checked (the dataset check; only orders the job)
 Outputs: features (N, 512, h, w) float32 .npy, rows in index order, written batch by batch
 Params:  root, backbone (layer, image_size, batch_size), seed, device
 """
@@ -23,8 +23,10 @@ def main(
     backbone: dict,
     seed: int,
     device: str,
+    checked: str,
     weights: str | None = None,
 ) -> None:
+    del checked  # the dataset check passed (or skipped the bad images) before any feature is computed
     log = logging.getLogger("blindlca")
     if weights is None:
         log.warning("backbone weights: RANDOM (seed %d), not ImageNet; results are not the paper's", seed)

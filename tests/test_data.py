@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from blindlca.data import (
     ImageRecord,
+    expected_mask,
+    folder_fingerprint,
     image_key,
     index_category,
     is_labeled,
     list_categories,
     load_mask,
     load_rgb,
+    mask_values,
     read_index,
+    resize_mask,
     write_index,
 )
+from blindlca.errors import InputError
 
 
 def _png(path, value=0, size=(4, 3)):
@@ -83,17 +89,43 @@ def test_index_category_missing_folder_names_the_path(root):
     assert str(root / "tile") in str(err.value)
 
 
-def test_index_category_without_images_names_the_path(tmp_path):
+def test_index_category_without_images_is_empty(tmp_path):
+    # An empty category is not an error here: the dataset check reports it with every other problem.
     test = tmp_path / "cat" / "test"
     (test / "good").mkdir(parents=True)
     (test / "good" / "a.txt").write_text("x")
-    with pytest.raises(FileNotFoundError, match="no images") as err:
-        index_category(tmp_path, "cat")
-    assert str(test) in str(err.value)
-    # Only an excluded class: also no images.
-    _png(test / "combined" / "000.png")
-    with pytest.raises(FileNotFoundError, match="no images"):
-        index_category(tmp_path, "cat")
+    assert index_category(tmp_path, "cat") == []
+    _png(test / "combined" / "000.png")  # only an excluded class: also nothing
+    assert index_category(tmp_path, "cat") == []
+
+
+def test_index_lists_files_it_cannot_read(tmp_path):
+    # Unsupported formats and broken links are listed, so that the checks report them.
+    good = tmp_path / "cat" / "test" / "good"
+    _png(good / "000.png")
+    (good / "001.heic").write_bytes(b"\0" * 10)
+    (good / "002.png").symlink_to(tmp_path / "nowhere.png")
+    assert [r.image for r in index_category(tmp_path, "cat")] == [
+        "cat/test/good/000.png",
+        "cat/test/good/001.heic",
+        "cat/test/good/002.png",
+    ]
+
+
+def test_expected_mask():
+    assert expected_mask("tile/test/crack/000.JPG") == "tile/ground_truth/crack/000_mask.png"
+
+
+def test_folder_fingerprint_sees_a_file_replaced_in_place(tmp_path):
+    folder = tmp_path / "cat"
+    assert folder_fingerprint(folder) == ""
+    _png(folder / "a.png", 0)
+    before = folder_fingerprint(folder)
+    assert before == folder_fingerprint(folder)
+    dir_mtime = folder.stat().st_mtime_ns
+    (folder / "a.png").write_bytes((folder / "a.png").read_bytes() + b"\0")  # same name, new content
+    assert folder.stat().st_mtime_ns == dir_mtime  # the folder's own mtime does not see it ...
+    assert folder_fingerprint(folder) != before  # ... the fingerprint does
 
 
 def test_list_categories(root):
@@ -178,6 +210,51 @@ def test_load_mask(tmp_path):
     np.testing.assert_array_equal(load_mask(tmp_path / "b.png"), m > 0)
 
 
+def test_load_rgb_16_bit_grey_is_scaled_not_clipped(tmp_path):
+    v = np.array([[0, 255, 256, 4095], [32768, 65280, 65534, 65535]], dtype=np.uint16)
+    Image.fromarray(v).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as im:
+        assert im.mode == "I;16"
+    expected = np.array([[0, 0, 1, 15], [128, 255, 255, 255]], dtype=np.uint8)  # v >> 8
+    np.testing.assert_array_equal(load_rgb(tmp_path / "g16.png"), np.repeat(expected[..., None], 3, axis=2))
+    tifffile.imwrite(tmp_path / "g16.tif", v)
+    np.testing.assert_array_equal(load_rgb(tmp_path / "g16.tif")[..., 0], expected)
+
+
+def test_load_rgb_16_bit_rgb_matches_grey_scaling(tmp_path):
+    v = np.array([[[0, 1000, 65535], [30000, 256, 511]]], dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "c16.tif", v)
+    np.testing.assert_array_equal(load_rgb(tmp_path / "c16.tif"), (v >> 8).astype(np.uint8))
+
+
+def test_load_rgb_32_bit_int_and_float(tmp_path):
+    tifffile.imwrite(tmp_path / "i.tif", np.array([[0, 65535]], dtype=np.int32))
+    np.testing.assert_array_equal(load_rgb(tmp_path / "i.tif")[..., 0], [[0, 255]])
+    tifffile.imwrite(tmp_path / "big.tif", np.array([[0, 70000]], dtype=np.int32))
+    with pytest.raises(InputError, match="32-bit integers from 0 to 70000"):
+        load_rgb(tmp_path / "big.tif")
+    tifffile.imwrite(tmp_path / "f.tif", np.array([[0.0, 0.5, 1.0]], dtype=np.float32))
+    np.testing.assert_array_equal(load_rgb(tmp_path / "f.tif")[..., 0], [[0, 128, 255]])
+    tifffile.imwrite(tmp_path / "hdr.tif", np.array([[0.0, 3.0]], dtype=np.float32))
+    with pytest.raises(InputError, match=r"outside \[0, 1\]"):
+        load_rgb(tmp_path / "hdr.tif")
+
+
+def test_load_mask_resized_to_its_image(tmp_path):
+    m = np.array([[0, 255], [0, 0]], dtype=np.uint8)
+    Image.fromarray(m).save(tmp_path / "m.png")
+    got = load_mask(tmp_path / "m.png", size=(4, 4))
+    np.testing.assert_array_equal(got, np.kron(m > 0, np.ones((2, 2), dtype=bool)))
+    np.testing.assert_array_equal(load_mask(tmp_path / "m.png", size=(2, 2)), m > 0)
+
+
+def test_mask_values_keep_16_bit_and_use_luminance_of_colour(tmp_path):
+    Image.fromarray(np.array([[0, 65535]], dtype=np.uint16)).save(tmp_path / "m16.png")
+    np.testing.assert_array_equal(mask_values(tmp_path / "m16.png"), [[0, 65535]])
+    Image.fromarray(np.array([[[0, 0, 0], [255, 0, 0]]], dtype=np.uint8)).save(tmp_path / "red.png")
+    np.testing.assert_array_equal(mask_values(tmp_path / "red.png"), [[0, 76]])  # ITU-R 601-2 luma of red
+
+
 def test_plain_folders_are_unlabeled_categories(tmp_path):
     root = tmp_path / "plain"
     for rel in ("lot1/a.png", "lot1/sub/b.jpg", "lot1/.hidden/c.png", "lot2/x.png"):
@@ -201,3 +278,10 @@ def test_loose_images_in_root_get_a_hint(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     with pytest.raises(FileNotFoundError, match="a folder per category"):
         list_categories(tmp_path)
+
+
+def test_resize_mask_stays_bool():
+    m = np.array([[True, False], [False, False]])
+    got = resize_mask(m, (4, 2))
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, [[True, True, False, False], [False, False, False, False]])

@@ -168,7 +168,7 @@ def test_paper_grid_plans_everything_without_data(tmp_path):
     assert counts["prepare_dataset"] == 7 and counts["train_vae"] == 7
     # 7 methods x 7 categories of descriptors; 3 anomaly-map sources x 7 categories.
     assert counts["compute_descriptors"] == 49 and counts["compute_anomaly_maps"] == 21
-    assert counts["summarize"] == 1
+    assert counts["check_images"] == 3 and counts["index_images"] == 7 and counts["summarize"] == 1
 
 
 def test_tampered_dataset_archive_is_refused(tmp_path):
@@ -334,10 +334,18 @@ def test_any_mvtec_folder_is_a_dataset(run_dir, tmp_path):
 
 
 def test_config_errors_name_the_key(tmp_path):
-    bad = snakemake(tmp_path, "-n", config={**TINY, "vae": {"lr": "fast"}}, check=False)
-    assert bad.returncode != 0 and "lr" in bad.stderr + bad.stdout
-    unknown = snakemake(tmp_path, "-n", config={**TINY, "fca": {"patchsize": 7}}, check=False)
-    assert unknown.returncode != 0 and "patchsize" in unknown.stderr + unknown.stdout
+    def error(config):
+        proc = snakemake(tmp_path, "-n", config={**TINY, **config}, check=False)
+        assert proc.returncode != 0
+        return proc.stdout + proc.stderr
+
+    out = error({"vae": {"lr": "fast"}})
+    assert "'fast' is not of type 'number'" in out and "On instance['vae']['lr']" in out
+    out = error({"fca": {"patchsize": 7}})
+    assert "Additional properties are not allowed ('patchsize' was unexpected)" in out
+    assert "On instance['fca']" in out
+    out = error({"on_bad_image": "ignore"})
+    assert "'ignore' is not one of ['error', 'skip']" in out and "On instance['on_bad_image']" in out
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):
@@ -401,7 +409,14 @@ def test_report_lists_the_figures(run_dir):
     ]
     snakemake(run_dir, "--report", str(run_dir / "report.html"))
     html = (run_dir / "report.html").read_text()
-    for name in ("montage.png", "embedding.png", "contingency.png", "gallery.png", "summary.csv"):
+    for name in (
+        "montage.png",
+        "embedding.png",
+        "contingency.png",
+        "gallery.png",
+        "summary.csv",
+        "skipped.csv",
+    ):
         assert name in html
 
 
@@ -439,10 +454,86 @@ def test_plain_folder_of_images_with_automatic_k(run_dir, tmp_path):
         "montage.png",
     ]
     labels_config = {**config, "clustering": {"n_clusters": "labels"}}
-    fail = snakemake(tmp_path / "work", "--forcerun", "cluster_images", config=labels_config, check=False)
+    fail = snakemake(tmp_path / "work", config=labels_config, check=False)
+    # Stopped by the dataset check, before anything is recomputed: one line per category.
     assert fail.returncode != 0
-    assert (
-        "set clustering.n_clusters to auto"
-        in (work / "results/plain/logs/train_head/ours/lot_woven.log").read_text()
-        + (work / "results/plain/logs/cluster_images/ours/lot_woven.log").read_text()
-    )
+    for cat in CATEGORIES:
+        assert (
+            f"category 'lot_{cat}' is a plain folder without classes, but clustering.n_clusters is 'labels'; "
+            "set clustering.n_clusters to auto or to a number"
+        ) in fail.stderr
+
+
+def test_killed_run_reruns_to_the_same_results(run_dir, tmp_path):
+    # A node dying: SIGKILL snakemake and every job process at once, twice. Kill 1 hits extract_features
+    # while it writes its array (on fast hardware that window can pass unseen; then it hits as kill 2
+    # does); kill 2 hits right after the job renamed its output into place, before snakemake recorded
+    # the job as done. Then `--unlock` (the lock is stale) and a plain rerun finish the run.
+    import contextlib
+    import signal
+    import time
+
+    cfg = tmp_path / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    cmd = [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile", str(cfg), "--cores", "2"]
+    features = tmp_path / "results/synthetic/features"
+
+    def kill_when(ready):
+        """Run snakemake in its own process group; SIGKILL the whole group once `ready()` returns a path."""
+        with open(tmp_path / "killed.log", "w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while True:
+                assert proc.poll() is None, (
+                    "the run ended before the kill point:\n" + (tmp_path / "killed.log").read_text()[-4000:]
+                )
+                if ready():
+                    os.killpg(proc.pid, signal.SIGSTOP)  # freeze, look again: assert what the kill leaves
+                    if found := ready():
+                        return found
+                    os.killpg(proc.pid, signal.SIGCONT)
+                time.sleep(0.002)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def assert_nothing_trusted(category):
+        """Every output left is whole, and snakemake will make the killed job's output again."""
+        for path in (tmp_path / "results").rglob("[!.]*"):
+            if path.suffix == ".npy":
+                np.load(path, mmap_mode="r")  # a short file cannot be mapped
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".pt":
+                torch.load(path, weights_only=True)
+        # A complete file of an unfinished job counts as incomplete; profiles/default sets rerun-incomplete.
+        plan = snakemake(tmp_path, "-n").stdout
+        assert f"output: results/synthetic/features/{category}.npy" in plan
+
+    def stamp(path):
+        with contextlib.suppress(FileNotFoundError):
+            return path.stat().st_ino, path.stat().st_mtime_ns
+
+    found = kill_when(lambda: next(features.glob(".*.npy"), None) or next(features.glob("[!.]*.npy"), None))
+    category = found.name.lstrip(".").split(".")[0]  # .{category}.npy.XXXXXXXX.npy or {category}.npy
+    final = features / f"{category}.npy"
+    if found != final:  # killed mid-write: the array is only in a hidden temporary
+        assert found.exists() and not final.exists()
+    assert_nothing_trusted(category)
+    locked = snakemake(tmp_path, check=False)
+    assert locked.returncode != 0 and "Directory cannot be locked" in locked.stdout + locked.stderr
+    snakemake(tmp_path, "--unlock")
+
+    before = stamp(final)
+    kill_when(lambda: stamp(final) not in (None, before) and final)
+    assert_nothing_trusted(category)
+    snakemake(tmp_path, "--unlock")
+
+    snakemake(tmp_path)
+    assert [p for p in (tmp_path / "results").rglob(".*") if p.name != ".snakemake_timestamp"] == []
+    for method in ("ours", "mean_pool"):
+        for rel in (f"{method}/metrics.json", *(f"{method}/clusters/{cat}.csv" for cat in CATEGORIES)):
+            assert (tmp_path / "results/synthetic" / rel).read_bytes() == (
+                run_dir / "results/synthetic" / rel
+            ).read_bytes()
