@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,12 +23,18 @@ import numpy as np
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    The temporary file is `.{name}.XXXXXXXX{suffix or .tmp}`, and the writer holds an exclusive `flock` on
+    it until the rename. A writer killed mid-write (SIGKILL, a dead node) leaves its temporary behind and
+    its lock goes with it; the next `atomic_path` for the same target deletes such unlocked temporaries,
+    so repeated kills leave no pile of dead files. A temporary still locked by a live writer is kept.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    suffix = suffix or ".tmp"
+    _remove_dead_temporaries(path, suffix)
+    fd, tmp = _locked_temporary(path, suffix)
     try:
         yield tmp
         # mkstemp creates 0600 files; give the result the mode any other new file would get.
@@ -36,6 +44,54 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(fd)  # releases the lock, only after the rename
+
+
+def _flock(fd: int, *, wait: bool) -> bool | None:
+    """Lock `fd` exclusively: True if locked, False if another holds it, None if locks are unsupported."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    except OSError:  # e.g. ENOLCK/EOPNOTSUPP on file systems without flock
+        return None
+    return True
+
+
+def _locked_temporary(path: Path, suffix: str) -> tuple[int, Path]:
+    """Create the temporary for `path` and lock it; the fd keeps the lock until it is closed."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        _flock(fd, wait=True)
+        if os.fstat(fd).st_nlink:
+            return fd, Path(tmp)
+        os.close(fd)  # a concurrent `_remove_dead_temporaries` deleted it before we had the lock
+
+
+def _remove_dead_temporaries(path: Path, suffix: str) -> None:
+    """Delete the temporaries of `path` that killed writers left: those nobody holds locked.
+
+    Where the file system cannot lock, nothing is deleted. Where its locks are weaker than flock's (some
+    network file systems), a live writer of the same target (which Snakemake's lock rules out) could lose
+    its temporary; it then fails at the rename rather than leave a wrong file.
+    """
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}" + re.escape(suffix))
+    with os.scandir(path.parent) as entries:
+        names = [e.name for e in entries if pattern.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+    for name in names:
+        stale = path.parent / name
+        try:
+            fd = os.open(stale, os.O_RDWR | os.O_NOFOLLOW)  # NFS grants exclusive locks to writers only
+        except OSError:  # gone already, or not ours
+            continue
+        try:
+            # Unlocked: its writer is dead. Delete it if the name still points to the file we locked.
+            if _flock(fd, wait=False) and os.path.samestat(os.fstat(fd), os.lstat(stale)):
+                stale.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
