@@ -115,6 +115,7 @@ rule check_images:
         ),
     log:
         res("logs", "check_images.log"),
+    localrule: True  # reads a few CSVs: not worth a cluster job's queueing
     conda:
         "../envs/blindlca.yaml"
     params:
