@@ -26,7 +26,14 @@ def _category(index: str) -> str:
 
 
 def main(
-    *, indexes: list, problems: list, skipped: str, dataset: str, root: str, on_bad_image: str, n_clusters
+    *,
+    indexes: list,
+    problems: list,
+    skipped: str,
+    dataset: str,
+    root: str,
+    on_bad_image: str,
+    n_clusters: str | int,
 ) -> None:
     log = logging.getLogger("blindlca")
     usable = {_category(i): read_index(i) for i in indexes}
