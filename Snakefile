@@ -32,7 +32,7 @@ include: "rules/report.smk"
 
 wildcard_constraints:
     dataset="|".join(re.escape(d) for d in DATASETS),
-    category=r"[A-Za-z0-9_.-]+",
+    category=CATEGORY_NAME,
     method=r"[A-Za-z0-9_]+",
     source="|".join(ALPHA_SOURCES),
     file=r"[A-Za-z0-9_.-]+",

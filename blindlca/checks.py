@@ -41,6 +41,7 @@ SKIPPED_FIELDS = ("image", "reason")
 FEATURE_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16}
 # Masks whose aspect ratio is within this of their image's are resized to it rather than refused.
 ASPECT_TOLERANCE = 0.01
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,23 @@ def image_problem(path: str | os.PathLike, *, min_side: int = 1) -> tuple[str | 
             (width, height),
         )
     return None, (width, height)
+
+
+def orientation_note(path: str | os.PathLike) -> str | None:
+    """A warning for an image whose EXIF tag asks viewers to rotate or mirror it (phone photos), or None.
+
+    Pixels are used as stored, so that an image and its mask (which has no such tag) stay aligned; a mask
+    drawn on the rotated view would not match, and the user is the one who knows which it was.
+    """
+    with Image.open(path) as im:
+        orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation in (0, 1):
+        return None
+    return (
+        f"its EXIF orientation {orientation} (rotate or mirror to view) is ignored: pixels are used as "
+        "stored and maps are written that way; if the mask or your viewer assume the rotated view, save the "
+        "image with its pixels rotated (e.g. PIL.ImageOps.exif_transpose)"
+    )
 
 
 def mask_problem(path: str | os.PathLike, mask: str, image_size: tuple[int, int]) -> tuple[str | None, bool]:
@@ -152,6 +170,8 @@ def check_category(
         fatal = reason is not None
         if not fatal:
             first_of_key[key] = r.image
+        if not fatal and (note := orientation_note(root / r.image)):
+            problems.append(Problem(r.image, note, fatal=False))
         if reason is None and r.mask:
             reason, fatal = mask_problem(root / r.mask, r.mask, size)
         elif reason is None and has_masks and r.cls != GOOD:
@@ -185,7 +205,10 @@ def category_problems(
             f"{category}/; add images {leave_out}"
         ]
     if n < 2:
-        return [f"category {category!r} has 1 usable image{bad}; clustering needs at least 2; {leave_out}"]
+        return [
+            f"category {category!r} has 1 usable image{bad}; clustering needs at least 2; "
+            f"add images {leave_out}"
+        ]
     classes = sorted({r.cls for r in records})
     if n_clusters == "labels":
         if not is_labeled(records):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ IMAGE_EXTENSIONS = READABLE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS
 GOOD = "good"
 UNLABELED = ""  # the class of every image of a plain (non-MVTec) folder
 INDEX_FIELDS = ("image", "class", "mask")
+# Category names become Snakemake wildcards and file names (config/schema.yaml's `categories` pattern too).
+CATEGORY_NAME = r"[A-Za-z0-9_.-]+"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,26 @@ def list_categories(root: str | os.PathLike) -> list[str]:
             f"or <root>/<category>/<images>.{hint}"
         )
     return found
+
+
+def check_category_names(names: Sequence[str], root: str | os.PathLike) -> None:
+    """Raise InputError naming every folder under `root` whose name cannot be a category (`CATEGORY_NAME`),
+    with a name to rename it to."""
+    bad = [n for n in names if not re.fullmatch(CATEGORY_NAME, n)]
+    if not bad:
+        return
+    good = [n for n in names if n not in bad]
+    renames = ", ".join(f"{n!r} -> {_usable_name(n)!r}" for n in bad)
+    keep = f" or run the others only with `categories: [{', '.join(good)}]`" if good else ""
+    raise InputError(
+        f"category folders under data_root {str(root)!r} may use only letters A-Z a-z, digits, '_', '.' and "
+        f"'-' in their names (they become file names and Snakemake wildcards); rename them ({renames}){keep}"
+    )
+
+
+def _usable_name(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", ascii_name).strip("_") or "category"
 
 
 def index_category(

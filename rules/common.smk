@@ -5,7 +5,12 @@ import re
 from pathlib import Path
 
 from blindlca.checks import min_image_side
-from blindlca.data import folder_fingerprint, list_categories
+from blindlca.data import (
+    CATEGORY_NAME,
+    check_category_names,
+    folder_fingerprint,
+    list_categories,
+)
 from blindlca.datasets import SOURCES
 from blindlca.methods import ALPHA_SOURCES, get_method
 
@@ -60,7 +65,9 @@ def categories(dataset):
             f"dataset {dataset!r}: folder {root!r} does not exist. Pass data_root=PATH (MVTec layout: "
             f"PATH/<category>/test/<class>/<image>), or use one of: synthetic, {', '.join(SOURCES)}"
         )
-    return list_categories(root)
+    found = list_categories(root)
+    check_category_names(found, root)
+    return found
 
 
 def user_folder_contents(wildcards):

@@ -132,3 +132,19 @@ def test_a_listed_category_that_is_not_there(tmp_path):
         f"categories ['wool'] are not folders under data_root {str(root)!r}; it holds ['woven']"
         in proc.stdout + proc.stderr
     )
+
+
+def test_category_folders_whose_names_cannot_be_wildcards(tmp_path):
+    root = tmp_path / "mine"
+    generate_category(root, "woven", image_size=64, n_good=2, n_per_defect=1, defects=["hole"], seed=0)
+    shutil.copytree(root / "woven", root / "my carpet")
+    config = {**TINY, "dataset": "mine", "data_root": str(root)}
+    proc = snakemake(tmp_path, "-n", config=config, check=False)
+    assert proc.returncode != 0
+    assert (
+        "may use only letters A-Z a-z, digits, '_', '.' and '-' in their names (they become file names and "
+        "Snakemake wildcards); rename them ('my carpet' -> 'my_carpet') or run the others only with "
+        "`categories: [woven]`"
+    ) in proc.stdout + proc.stderr
+    assert "MissingInputException" not in proc.stdout + proc.stderr
+    snakemake(tmp_path, "-n", config={**config, "categories": ["woven"]})  # the advice works

@@ -22,8 +22,9 @@ from blindlca.checks import (
     image_problem,
     mask_problem,
     min_image_side,
+    orientation_note,
 )
-from blindlca.data import ImageRecord, index_category
+from blindlca.data import ImageRecord, index_category, load_rgb
 from blindlca.errors import InputError
 from blindlca.workflow import run
 
@@ -239,6 +240,42 @@ def test_check_category(carpet):
     assert problems[6].reason.startswith("too small (4x16 px)")
 
 
+def _with_orientation(path, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    with Image.open(path) as im:
+        im.load()
+    im.save(path, exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_exif_orientation_is_noted_and_the_pixels_kept_as_stored(tmp_path, ext):
+    path = _rgb(tmp_path / f"phone{ext}", size=(24, 16))
+    assert orientation_note(path) is None
+    _with_orientation(path, 6)
+    assert orientation_note(path) == (
+        "its EXIF orientation 6 (rotate or mirror to view) is ignored: pixels are used as stored and maps "
+        "are written that way; if the mask or your viewer assume the rotated view, save the image with its "
+        "pixels rotated (e.g. PIL.ImageOps.exif_transpose)"
+    )
+    assert orientation_note(_with_orientation(path, 1)) is None
+    assert image_problem(_with_orientation(path, 8)) == (None, (24, 16))  # usable, not rotated to 16x24
+    assert load_rgb(path).shape == (16, 24, 3)  # height, width as stored
+
+
+def test_an_oriented_image_is_kept_with_a_warning(tmp_path):
+    root = tmp_path / "data"
+    _rgb(root / "rug/test/good/000.png")
+    _with_orientation(_rgb(root / "rug/test/cut/000.png"), 3)
+    _mask(root / "rug/ground_truth/cut/000_mask.png")
+    records = index_category(root, "rug")
+    usable, problems = check_category(root, records, progress=False)
+    assert usable == records
+    assert [(p.image, p.fatal) for p in problems] == [("rug/test/cut/000.png", False)]
+    assert problems[0].reason.startswith("its EXIF orientation 3 ")
+
+
 def test_category_without_any_mask_is_labels_only(tmp_path):
     root = tmp_path / "data"
     for name in ("good/000.png", "cut/000.png", "cut/001.png"):
@@ -260,8 +297,8 @@ def test_category_problems():
         "category out with `categories: [...]`"
     ]
     assert category_problems("c", _records("good"), n_clusters=1) == [
-        "category 'c' has 1 usable image; clustering needs at least 2; or leave the category out with "
-        "`categories: [...]`"
+        "category 'c' has 1 usable image; clustering needs at least 2; add images or leave the category "
+        "out with `categories: [...]`"
     ]
     assert category_problems("c", _records("good", "good", "good"), n_clusters="labels") == [
         "category 'c' holds only class 'good': n_clusters 'labels' would give a single cluster, with "
@@ -315,8 +352,8 @@ def test_dataset_report_category_errors_stop_also_when_skipping():
     assert report.stops("skip")
     assert report.message(dataset="d", root="r", on_bad_image="skip", n_images=4) == (
         "Dataset 'd' (r) cannot be clustered as it is:\n"
-        "  category 'a' has 1 usable image (1 more left out as bad); clustering needs at least 2; or leave "
-        "the category out with `categories: [...]`"
+        "  category 'a' has 1 usable image (1 more left out as bad); clustering needs at least 2; add images "
+        "or leave the category out with `categories: [...]`"
     )
     with pytest.raises(InputError, match="on_bad_image must be 'error' or 'skip', got 'ignore'"):
         dataset_report({}, {}, n_clusters="labels", on_bad_image="ignore")

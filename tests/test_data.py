@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
+import yaml
 from PIL import Image
 
 from blindlca.data import (
+    CATEGORY_NAME,
     ImageRecord,
+    check_category_names,
     expected_mask,
     folder_fingerprint,
     image_key,
@@ -285,3 +291,23 @@ def test_resize_mask_stays_bool():
     got = resize_mask(m, (4, 2))
     assert got.dtype == bool
     np.testing.assert_array_equal(got, [[True, True, False, False], [False, False, False, False]])
+
+
+def test_category_names_that_cannot_be_file_names_are_named_with_a_rename(tmp_path):
+    check_category_names(["carpet", "wood-2", "tile_v1.0"], tmp_path)  # no error
+    with pytest.raises(InputError) as err:
+        check_category_names(["my carpet", "tapis_\u00e9", "wood", "\u6728"], tmp_path)
+    assert str(err.value) == (
+        f"category folders under data_root {str(tmp_path)!r} may use only letters A-Z a-z, digits, '_', '.' "
+        "and '-' in their names (they become file names and Snakemake wildcards); rename them "
+        "('my carpet' -> 'my_carpet', 'tapis_\u00e9' -> 'tapis_e', '\u6728' -> 'category') or run the "
+        "others only with `categories: [wood]`"
+    )
+    with pytest.raises(InputError, match=r"rename them \('a b' -> 'a_b'\)$"):
+        check_category_names(["a b"], tmp_path)
+
+
+def test_category_name_pattern_is_the_schemas():
+    schema = yaml.safe_load((Path(__file__).parents[1] / "config/schema.yaml").read_text())
+    assert schema["properties"]["categories"]["items"]["pattern"] == f"^{CATEGORY_NAME}$"
+    assert re.fullmatch(CATEGORY_NAME, "tile_v1.0-b") and not re.fullmatch(CATEGORY_NAME, "a/b")
