@@ -30,8 +30,8 @@ from blindlca.data import (
     expected_mask,
     image_key,
     is_labeled,
-    load_rgb,
     mask_values,
+    rgb_array,
 )
 from blindlca.errors import InputError
 
@@ -64,45 +64,64 @@ def min_image_side(image_size: int, layer: str) -> int:
 
 def image_problem(path: str | os.PathLike, *, min_side: int = 1) -> tuple[str | None, tuple[int, int]]:
     """Decode the whole image; (reason it cannot be used or None, its (width, height) or (0, 0))."""
-    path = Path(path)
+    reason, size, _ = _inspect_image(Path(path), min_side)
+    return reason, size
+
+
+def _inspect_image(path: Path, min_side: int) -> tuple[str | None, tuple[int, int], int]:
+    """`image_problem` plus the EXIF orientation (1 when none), from one decode of the file."""
     try:
         if path.stat().st_size == 0:
-            return "empty file (0 bytes)", (0, 0)
-        rgb = load_rgb(path)
+            return "empty file (0 bytes)", (0, 0), 1
+        with Image.open(path) as im:
+            rgb = rgb_array(im)
+            orientation = exif_orientation(im)
     except FileNotFoundError:
-        return "cannot be read: the file (or the target of its link) does not exist", (0, 0)
+        return "cannot be read: the file (or the target of its link) does not exist", (0, 0), 1
     except PermissionError:
-        return "cannot be read: permission denied", (0, 0)
+        return "cannot be read: permission denied", (0, 0), 1
     except Image.DecompressionBombError as err:
-        return f"too large to decode safely ({err})", (0, 0)
+        return f"too large to decode safely ({err})", (0, 0), 1
     except UnidentifiedImageError:
         kind = path.suffix.lower()
         if kind in READABLE_EXTENSIONS:
-            return f"not a readable {kind} image (damaged, or another kind of file under that name)", (0, 0)
-        return f"unsupported format {kind}: Pillow cannot decode it here; convert it to PNG", (0, 0)
+            return (
+                f"not a readable {kind} image (damaged, or another kind of file under that name)",
+                (0, 0),
+                1,
+            )
+        return f"unsupported format {kind}: Pillow cannot decode it here; convert it to PNG", (0, 0), 1
     except InputError as err:
-        return str(err), (0, 0)
+        return str(err), (0, 0), 1
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ...
         text = str(err) or type(err).__name__
-        return f"truncated or corrupt: {text}", (0, 0)
+        return f"truncated or corrupt: {text}", (0, 0), 1
     height, width = rgb.shape[:2]
     if min(height, width) < min_side:
         return (
             f"too small ({width}x{height} px): images need at least {min_side} px per side, the side of the "
             "backbone's feature map at backbone.image_size; lower backbone.image_size or leave the image out",
             (width, height),
+            orientation,
         )
-    return None, (width, height)
+    return None, (width, height), orientation
 
 
-def orientation_note(path: str | os.PathLike) -> str | None:
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag of an open image (after its pixels are loaded: PNG keeps EXIF anywhere);
+    1 (as stored) when there is none or the EXIF block is damaged, which leaves the pixels usable."""
+    try:
+        return int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # Pillow raises SyntaxError, ValueError, ... on a malformed EXIF block
+        return 1
+
+
+def orientation_note(orientation: int) -> str | None:
     """A warning for an image whose EXIF tag asks viewers to rotate or mirror it (phone photos), or None.
 
     Pixels are used as stored, so that an image and its mask (which has no such tag) stay aligned; a mask
     drawn on the rotated view would not match, and the user is the one who knows which it was.
     """
-    with Image.open(path) as im:
-        orientation = im.getexif().get(EXIF_ORIENTATION, 1)
     if orientation in (0, 1):
         return None
     return (
@@ -115,7 +134,7 @@ def orientation_note(path: str | os.PathLike) -> str | None:
 def mask_problem(path: str | os.PathLike, mask: str, image_size: tuple[int, int]) -> tuple[str | None, bool]:
     """(reason, fatal) for the mask file `path` (named `mask` in messages) of an image of `image_size`
     (width, height); (None, False) when it is fine."""
-    reason, _ = image_problem(path)
+    reason, mask_size = image_problem(path)
     if reason is not None:
         return f"its mask {mask}: {reason}", True
     values = np.unique(mask_values(path))
@@ -126,8 +145,6 @@ def mask_problem(path: str | os.PathLike, mask: str, image_size: tuple[int, int]
             "normal pixels and one other value for anomalous ones (a JPEG or resampled mask? save it as PNG)",
             True,
         )
-    with Image.open(path) as im:
-        mask_size = im.size
     if mask_size != tuple(image_size):
         (mw, mh), (w, h) = mask_size, image_size
         if abs(mw * h - mh * w) > ASPECT_TOLERANCE * mh * w:
@@ -166,11 +183,11 @@ def check_category(
                 )
             )
             continue
-        reason, size = image_problem(root / r.image, min_side=min_side)
+        reason, size, orientation = _inspect_image(root / r.image, min_side)
         fatal = reason is not None
         if not fatal:
             first_of_key[key] = r.image
-        if not fatal and (note := orientation_note(root / r.image)):
+        if not fatal and (note := orientation_note(orientation)):
             problems.append(Problem(r.image, note, fatal=False))
         if reason is None and r.mask:
             reason, fatal = mask_problem(root / r.mask, r.mask, size)

@@ -182,29 +182,34 @@ def read_index(path: str | os.PathLike) -> list[ImageRecord]:
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB.
+    """Read an image as (H, W, 3) uint8 RGB (see `rgb_array`)."""
+    with Image.open(path) as im:
+        return rgb_array(im)
+
+
+def rgb_array(im: Image.Image) -> np.ndarray:
+    """An open image's pixels as (H, W, 3) uint8 RGB.
 
     Grey, palette, CMYK and alpha images are converted (alpha is dropped). 16-bit images are scaled to
     the 8-bit range by their high byte (v >> 8, as Pillow does for 16-bit RGB), never clipped; float
     images must lie in [0, 1]. Raises InputError for pixel formats with no such mapping.
     """
-    with Image.open(path) as im:
-        mode = im.mode
-        if mode.startswith("I;16") or mode == "I":
-            v = np.asarray(im).astype(np.int64)
-            if v.size and (v.min() < 0 or v.max() > 65535):
-                raise InputError(
-                    f"unsupported pixel format: 32-bit integers from {v.min()} to {v.max()} "
-                    "(expected 8 or 16 bits per channel)"
-                )
-            grey = (v >> 8).astype(np.uint8)
-        elif mode == "F":
-            v = np.asarray(im, dtype=np.float64)
-            if v.size and not (np.isfinite(v).all() and v.min() >= 0.0 and v.max() <= 1.0):
-                raise InputError("unsupported pixel format: floating-point values outside [0, 1]")
-            grey = np.round(v * 255.0).astype(np.uint8)
-        else:
-            return np.asarray(im.convert("RGB"))
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        v = np.asarray(im).astype(np.int64)
+        if v.size and (v.min() < 0 or v.max() > 65535):
+            raise InputError(
+                f"unsupported pixel format: 32-bit integers from {v.min()} to {v.max()} "
+                "(expected 8 or 16 bits per channel)"
+            )
+        grey = (v >> 8).astype(np.uint8)
+    elif mode == "F":
+        v = np.asarray(im, dtype=np.float64)
+        if v.size and not (np.isfinite(v).all() and v.min() >= 0.0 and v.max() <= 1.0):
+            raise InputError("unsupported pixel format: floating-point values outside [0, 1]")
+        grey = np.round(v * 255.0).astype(np.uint8)
+    else:
+        return np.asarray(im.convert("RGB"))
     return np.repeat(grey[..., None], 3, axis=2)
 
 

@@ -19,6 +19,7 @@ from blindlca.checks import (
     category_problems,
     check_category,
     dataset_report,
+    exif_orientation,
     image_problem,
     mask_problem,
     min_image_side,
@@ -249,19 +250,39 @@ def _with_orientation(path, orientation):
     return path
 
 
+def _orientation(path):
+    with Image.open(path) as im:
+        im.load()
+        return exif_orientation(im)
+
+
 @pytest.mark.parametrize("ext", [".png", ".jpg"])
 def test_exif_orientation_is_noted_and_the_pixels_kept_as_stored(tmp_path, ext):
     path = _rgb(tmp_path / f"phone{ext}", size=(24, 16))
-    assert orientation_note(path) is None
-    _with_orientation(path, 6)
-    assert orientation_note(path) == (
+    assert _orientation(path) == 1 and orientation_note(1) is None and orientation_note(0) is None
+    assert _orientation(_with_orientation(path, 6)) == 6
+    assert orientation_note(6) == (
         "its EXIF orientation 6 (rotate or mirror to view) is ignored: pixels are used as stored and maps "
         "are written that way; if the mask or your viewer assume the rotated view, save the image with its "
         "pixels rotated (e.g. PIL.ImageOps.exif_transpose)"
     )
-    assert orientation_note(_with_orientation(path, 1)) is None
+    assert _orientation(_with_orientation(path, 1)) == 1
     assert image_problem(_with_orientation(path, 8)) == (None, (24, 16))  # usable, not rotated to 16x24
     assert load_rgb(path).shape == (16, 24, 3)  # height, width as stored
+
+
+def test_a_damaged_exif_block_leaves_the_image_usable(tmp_path):
+    path = _rgb(tmp_path / "a.png", size=(24, 16))
+    with Image.open(path) as im:
+        im.load()
+    im.save(path, exif=b"garbage")  # Pillow's getexif raises SyntaxError on this PNG
+    with Image.open(path) as im, pytest.raises(SyntaxError):
+        im.load()
+        im.getexif()
+    assert _orientation(path) == 1
+    assert image_problem(path) == (None, (24, 16))
+    usable, problems = check_category(tmp_path, [ImageRecord("a.png", "")], progress=False)
+    assert (len(usable), problems) == (1, [])
 
 
 def test_an_oriented_image_is_kept_with_a_warning(tmp_path):
