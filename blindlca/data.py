@@ -29,7 +29,8 @@ GOOD = "good"
 UNLABELED = ""  # the class of every image of a plain (non-MVTec) folder
 INDEX_FIELDS = ("image", "class", "mask")
 # Category names become Snakemake wildcards and file names (config/schema.yaml's `categories` pattern too).
-CATEGORY_NAME = r"[A-Za-z0-9_.-]+"
+_CATEGORY_CHARS = "A-Za-z0-9_.-"
+CATEGORY_NAME = f"[{_CATEGORY_CHARS}]+"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def check_category_names(names: Sequence[str], root: str | os.PathLike) -> None:
 
 def _usable_name(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", ascii_name).strip("_") or "category"
+    return re.sub(f"[^{_CATEGORY_CHARS}]+", "_", ascii_name).strip("_") or "category"
 
 
 def index_category(
