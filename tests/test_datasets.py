@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import re
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from http_server import folder_handler, serving
 from PIL import Image
 
 import blindlca.datasets as ds
@@ -357,26 +355,13 @@ def test_leaves_failure_midway_leaves_no_dest(tmp_path: Path, monkeypatch: pytes
 # --- download, verify, prepare: a real HTTP server on 127.0.0.1 ------------------------------------------
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """(base URL, folder it serves)."""
     folder = tmp_path / "www"
     folder.mkdir()
-    handler = functools.partial(_Quiet, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serving(folder_handler(folder)) as url:
+        yield url, folder
 
 
 def test_download_verify_prepare(tmp_path: Path, served: tuple[str, Path]) -> None:

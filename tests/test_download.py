@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from http_server import serving
 
 from blindlca.download import DownloadError, fetch, sha256sum
 
@@ -73,15 +73,8 @@ def payload() -> bytes:
 @pytest.fixture
 def server(payload: bytes) -> Iterator[tuple[str, Behaviour]]:
     behaviour = Behaviour(data=payload)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(behaviour))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/weights.bin", behaviour
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serving(_handler(behaviour)) as url:
+        yield f"{url}/weights.bin", behaviour
 
 
 def _digest(data: bytes) -> str:

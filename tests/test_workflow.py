@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import http.server
 import itertools
 import json
 import os
@@ -12,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import pytest
 import tifffile
 import torch
 import yaml
+from http_server import folder_handler, serving
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score
 
@@ -176,21 +175,14 @@ def test_tampered_dataset_archive_is_refused(tmp_path):
     served.mkdir(parents=True)
     name = SOURCES["mtd"].files["mtd"][0].name
     (served / name).write_bytes(b"not the archive")
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a, **k: _Files(*a, directory=str(tmp_path / "mirror"), **k)
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        config = {**TINY, "dataset": "mtd", "download_mirror": f"http://127.0.0.1:{server.server_address[1]}"}
+    with serving(folder_handler(tmp_path / "mirror")) as mirror:
+        config = {**TINY, "dataset": "mtd", "download_mirror": mirror}
         work = tmp_path / "work"
         work.mkdir()
         proc = snakemake(work, f"resources/downloads/mtd/{name}", config=config, check=False)
         assert proc.returncode != 0
         assert not (work / f"resources/downloads/mtd/{name}").exists()
         assert "sha256" in (work / f"resources/downloads/mtd/{name}.log").read_text().lower()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_intermediate_shapes(run_dir):
@@ -348,24 +340,13 @@ def test_config_errors_name_the_key(tmp_path):
     assert "'ignore' is not one of ['error', 'skip']" in out and "On instance['on_bad_image']" in out
 
 
-class _Files(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
 def test_weights_download_rule(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     payload = os.urandom(4096)
     (served / "fake_weights.pth").write_bytes(payload)
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a, **k: _Files(*a, directory=str(served), **k)
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = server.server_address[1]
-        url = f"http://127.0.0.1:{port}/fake_weights.pth"
+    with serving(folder_handler(served)) as base:
+        url = f"{base}/fake_weights.pth"
         digest = hashlib.sha256(payload).hexdigest()
         work = tmp_path / "work"
         work.mkdir()
@@ -376,9 +357,6 @@ def test_weights_download_rule(tmp_path):
         (work / "resources/weights/fake_weights.pth").unlink()
         bad = snakemake(work, "resources/weights/fake_weights.pth", config=tampered, check=False)
         assert bad.returncode != 0 and not (work / "resources/weights/fake_weights.pth").exists()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_offline_weights_error_names_file_and_alternative(tmp_path):
